@@ -1,0 +1,1 @@
+"""Reports on campaigns: status tables now; plots and pages later."""

@@ -1,0 +1,113 @@
+"""Train one committee member on every frame the campaign has labeled so far."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import numpy as np
+
+from alflow.committee import train_member
+from alflow.config import config_hash
+from alflow.errors import TrainingError
+from alflow.labeling import make_labeler
+from alflow.steps.context import StepContext
+
+__all__ = ["train_committee_member"]
+
+log = logging.getLogger(__name__)
+
+MIN_TRAINING_FRAMES = 2
+
+
+def train_committee_member(ctx: StepContext, iteration: int, member: int) -> dict[str, Any]:
+    """Train member ``member`` of iteration ``iteration`` and store its model.
+
+    Parameters
+    ----------
+    ctx
+        Store, campaign, settings and the launch directory.
+    iteration, member
+        Which model (model id ``<campaign>/itNNN/mMM``).
+
+    Returns
+    -------
+    dict
+        ``{"model_id", "member", "n_train", "valid_rmse_forces_meV_A"}``.
+
+    Raises
+    ------
+    TrainingError
+        Too few labeled frames, or MACE failed; the failure is recorded.
+    """
+    store, config = ctx.store, ctx.config
+    committee = config.committee
+    parameters_hash = make_labeler(config.labeling.oracle, ctx.settings).parameters_hash()
+    frames = store.labeled_frames(ctx.campaign, parameters_hash)
+    seed = committee.seed + member
+    meta: dict[str, Any] = {"seed": seed, "parameters_hash": parameters_hash}
+    if len(frames) < MIN_TRAINING_FRAMES:
+        error = f"only {len(frames)} labeled frames; at least {MIN_TRAINING_FRAMES} are needed"
+        store.record_failed_model(ctx.campaign, iteration, member, error, meta)
+        raise TrainingError(f"member {member} of iteration {iteration}: {error}")
+    if committee.training.bootstrap:
+        rng = np.random.default_rng(seed + 7919 * iteration)
+        frames = [frames[i] for i in rng.integers(0, len(frames), len(frames))]
+    keys = sorted(a.info["key"] for a in frames)
+    meta["training_set_sha256"] = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    meta["n_frames"] = len(frames)
+
+    previous = None
+    if committee.training.restart == "continue" and iteration > 0:
+        record = store.models.find_one(
+            {"campaign": ctx.campaign, "iteration": iteration - 1, "member": member, "status": "trained"}
+        )
+        if record is not None:
+            previous = store.fetch_model(record["_id"], ctx.workdir / "previous")
+            meta["continued_from"] = record["_id"]
+
+    e0s_eV = store.reference_energies(parameters_hash) or None
+    try:
+        trained = train_member(
+            frames,
+            model=committee.model,
+            training=committee.training,
+            seed=seed,
+            workdir=ctx.workdir,
+            e0s_eV=e0s_eV,
+            previous_model=previous,
+            device=ctx.settings.device,
+            threads=ctx.settings.torch_threads,
+            name=f"member{member:02d}",
+        )
+    except TrainingError as exc:
+        store.record_failed_model(ctx.campaign, iteration, member, str(exc), meta)
+        raise
+    meta.update(
+        {
+            "hyperparameters": trained.hyperparameters,
+            "hyperparameters_hash": config_hash(trained.hyperparameters),
+            "n_train": trained.n_train,
+            "n_valid": trained.n_valid,
+            "valid_rmse_energy_meV_atom": trained.valid_rmse_energy_meV_atom,
+            "valid_rmse_forces_meV_A": trained.valid_rmse_forces_meV_A,
+            "wall_s": trained.wall_s,
+            "e0s_eV": e0s_eV,
+        }
+    )
+    model_id = store.put_model(ctx.campaign, iteration, member, trained.model_path, meta)
+    log.info(
+        "iteration %d member %d trained on %d frames in %.1f s (valid force RMSE %s meV/Å)",
+        iteration,
+        member,
+        trained.n_train,
+        trained.wall_s,
+        trained.valid_rmse_forces_meV_A,
+    )
+    return {
+        "model_id": model_id,
+        "member": member,
+        "n_train": trained.n_train,
+        "valid_rmse_forces_meV_A": trained.valid_rmse_forces_meV_A,
+    }

@@ -1,0 +1,129 @@
+"""Build the FireWorks of one iteration (wiring only: no computation here).
+
+Iteration N is its own Workflow named ``<campaign> iteration N`` with
+metadata ``{campaign, iteration}``::
+
+    [iteration 0 only: references + seed labels (dft)]
+        └─► train member 0..M-1 (train) ─► walker 0..K-1 (md) ─► select (service)
+              select adds: label 0..L-1 (dft) ─► collect (service, allows fizzled parents)
+
+collect adds iteration N+1 as a new Workflow when the campaign goes on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alflow.config import CampaignConfig
+
+__all__ = ["CATEGORIES", "iteration_workflow", "labeling_workflow", "workflow_name"]
+
+#: Firework categories: workers name the ones they run.
+CATEGORIES = ("train", "md", "service", "dft")
+
+
+def workflow_name(campaign: str, iteration: int) -> str:
+    """The Workflow's name, as shown in the FireWorks web GUI."""
+    return f"{campaign} iteration {iteration}"
+
+
+def _spec(config: CampaignConfig, iteration: int, step: str, category: str, **extra: Any) -> dict:
+    return {
+        "campaign": config.name,
+        "iteration": iteration,
+        "step": step,
+        "config": config.model_dump(mode="json"),
+        "_category": category,
+        **extra,
+    }
+
+
+def _dft_spec(config: CampaignConfig, iteration: int, step: str, **extra: Any) -> dict:
+    queue = config.labeling.queue
+    hours, minutes = divmod(queue.walltime_min, 60)
+    spec = _spec(config, iteration, step, "dft", **extra)
+    spec["_queueadapter"] = {
+        "nodes": queue.nodes,
+        "ntasks": queue.cores,
+        "walltime": f"{hours:02d}:{minutes:02d}:00",
+        "job_name": f"alflow-{config.name}-{step}",
+    }
+    return spec
+
+
+def labeling_workflow(config: CampaignConfig, iteration: int, keys: list[str]) -> Any:
+    """The label Fireworks of the selected structures and the collect Firework after them."""
+    from fireworks import Firework, Workflow
+
+    from alflow.workflow.tasks import CollectTask, LabelTask
+
+    labels = [
+        Firework(
+            [LabelTask()],
+            spec=_dft_spec(config, iteration, "label", structure_key=key),
+            name=f"{config.name} it{iteration} label {key[:10]}",
+        )
+        for key in keys
+    ]
+    collect_spec = _spec(config, iteration, "collect", "service", _allow_fizzled_parents=True)
+    collect = Firework([CollectTask()], spec=collect_spec, name=f"{config.name} it{iteration} collect")
+    links = {fw: [collect] for fw in labels}
+    metadata = {"campaign": config.name, "iteration": iteration}
+    return Workflow([*labels, collect], links, name=workflow_name(config.name, iteration), metadata=metadata)
+
+
+def iteration_workflow(config: CampaignConfig, iteration: int, seed_keys: list[str] | None = None) -> Any:
+    """The Workflow of one iteration up to select (select adds labels and collect).
+
+    Parameters
+    ----------
+    config
+        The campaign.
+    iteration
+        Iteration number (0 is the first).
+    seed_keys
+        Iteration 0: structures to label before the first committee is trained.
+    """
+    from fireworks import Firework, Workflow
+
+    from alflow.workflow.tasks import ExploreTask, LabelTask, ReferenceTask, SelectTask, TrainTask
+
+    name = config.name
+    seeds = [
+        Firework(
+            [LabelTask()],
+            spec=_dft_spec(config, iteration, "label", structure_key=key),
+            name=f"{name} it{iteration} seed label {key[:10]}",
+        )
+        for key in seed_keys or []
+    ]
+    if seed_keys:
+        seeds.append(
+            Firework([ReferenceTask()], spec=_dft_spec(config, iteration, "references"), name=f"{name} E0s")
+        )
+    trains = [
+        Firework(
+            [TrainTask()],
+            spec=_spec(config, iteration, "train", "train", member=m, _allow_fizzled_parents=True),
+            name=f"{name} it{iteration} train m{m}",
+        )
+        for m in range(config.committee.members)
+    ]
+    walkers = [
+        Firework(
+            [ExploreTask()],
+            spec=_spec(config, iteration, "explore", "md", walker=w, _allow_fizzled_parents=True),
+            name=f"{name} it{iteration} md w{w}",
+        )
+        for w in range(config.exploration.walkers)
+    ]
+    select = Firework(
+        [SelectTask()], spec=_spec(config, iteration, "select", "service"), name=f"{name} it{iteration} select"
+    )
+    links: dict[Any, list[Any]] = {fw: list(trains) for fw in seeds}
+    links.update({fw: list(walkers) for fw in trains})
+    links.update({fw: [select] for fw in walkers})
+    metadata = {"campaign": name, "iteration": iteration}
+    return Workflow(
+        [*seeds, *trains, *walkers, select], links, name=workflow_name(name, iteration), metadata=metadata
+    )

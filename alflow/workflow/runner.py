@@ -1,0 +1,155 @@
+"""Run a campaign to its end in this process (the embedded way, or any LaunchPad).
+
+The runner picks the campaign's READY Fireworks one at a time, launches each
+in its own directory under the scratch directory with FireWorks' own Rocket,
+and saves the embedded state after every Firework, so ``kill -9`` loses at
+most the Firework in flight and the same command resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alflow.config import CampaignConfig
+from alflow.settings import Settings
+from alflow.store import open_store
+from alflow.workflow.builder import CATEGORIES
+from alflow.workflow.launchpad import open_launchpad
+from alflow.workflow.submit import prepare_campaign, submit_campaign
+
+__all__ = ["RunOutcome", "run_campaign"]
+
+log = logging.getLogger(__name__)
+
+#: Called after every Firework: (fw name, state, seconds, fireworks done).
+Progress = Callable[[str, str, float, int], None]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended.
+
+    Attributes
+    ----------
+    status
+        The campaign's status: converged, stopped, failed, or ``stalled``
+        (Fireworks FIZZLED and nothing is left to run).
+    reason
+        Why, in words.
+    fireworks_run
+        Fireworks launched by this call.
+    fizzled
+        Names of FIZZLED Fireworks of the campaign with their errors.
+    """
+
+    status: str
+    reason: str
+    fireworks_run: int
+    fizzled: list[str]
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    previous = Path.cwd()
+    path.mkdir(parents=True, exist_ok=True)
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _next_ready(launchpad: Any, fworker: Any) -> dict[str, Any] | None:
+    """The oldest READY Firework this worker may run (lowest fw_id first)."""
+    query = {**fworker.query, "state": "READY"}
+    return launchpad.fireworks.find_one(query, {"fw_id": 1, "name": 1}, sort=[("fw_id", 1)])
+
+
+def _fizzled(launchpad: Any, campaign: str) -> list[str]:
+    out = []
+    for fw in launchpad.fireworks.find({"spec.campaign": campaign, "state": "FIZZLED"}, {"fw_id": 1, "name": 1}):
+        out.append(f"{fw['name']} (fw_id {fw['fw_id']})")
+    return out
+
+
+def run_campaign(
+    config: CampaignConfig,
+    settings: Settings,
+    *,
+    retry_fizzled: bool = False,
+    progress: Progress | None = None,
+    max_fireworks: int | None = None,
+) -> RunOutcome:
+    """Run (or resume) a campaign in this process until nothing is left to run.
+
+    Parameters
+    ----------
+    config
+        The campaign. If the store knows it, the stored configuration must match.
+    settings
+        Store, scratch directory and worker settings.
+    retry_fizzled
+        Re-run the campaign's FIZZLED Fireworks first (after fixing their cause).
+    progress
+        Called after each Firework.
+    max_fireworks
+        Stop after this many Fireworks (for tests and stepping through).
+
+    Returns
+    -------
+    RunOutcome
+    """
+    from fireworks import FWorker
+    from fireworks.core.rocket_launcher import launch_rocket
+
+    prepare_campaign(config)  # every input error before anything is written
+    connection, store = open_store(settings.store, db_name=settings.store_name)
+    launchpad = open_launchpad(connection, settings.launchpad_name)
+    submit_campaign(config, store, launchpad)
+    if retry_fizzled:
+        for fw in launchpad.fireworks.find({"spec.campaign": config.name, "state": "FIZZLED"}, {"fw_id": 1}):
+            launchpad.rerun_fw(fw["fw_id"])
+        if store.campaign(config.name)["status"] == "failed":
+            store.set_campaign_status(config.name, "running")
+    connection.save()
+
+    env = settings.model_dump()
+    env["store"] = connection.store
+    fworker = FWorker(
+        name="alflow-embedded", category=list(CATEGORIES), query={"spec.campaign": config.name}, env=env
+    )
+    scratch = Path(settings.scratch_dir).resolve() / config.name
+    count = 0
+    while max_fireworks is None or count < max_fireworks:
+        ready = _next_ready(launchpad, fworker)
+        if ready is None:
+            break
+        started = time.perf_counter()
+        directory = scratch / f"fw{ready['fw_id']:05d}"
+        log.info("start %s", ready["name"])
+        with _working_directory(directory):
+            launch_rocket(launchpad, fworker, fw_id=ready["fw_id"], strm_lvl="ERROR")
+        connection.save()
+        count += 1
+        state = launchpad.fireworks.find_one({"fw_id": ready["fw_id"]}, {"state": 1})["state"]
+        elapsed = time.perf_counter() - started
+        if progress is not None:
+            progress(ready["name"], state, elapsed, count)
+
+    campaign = store.campaign(config.name)
+    fizzled = _fizzled(launchpad, config.name)
+    status, reason = campaign["status"], campaign.get("reason") or ""
+    if status == "running" and (max_fireworks is None or count < max_fireworks):
+        status = "stalled"
+        reason = (
+            f"{len(fizzled)} Firework(s) FIZZLED and nothing else can run: {', '.join(fizzled)}; "
+            "fix the cause and run again with --retry-fizzled"
+        )
+    return RunOutcome(status=status, reason=reason, fireworks_run=count, fizzled=fizzled)

@@ -1,0 +1,97 @@
+"""Put a campaign's workflows on a LaunchPad (first iteration, and each next one)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ase import Atoms
+
+from alflow.config import CampaignConfig
+from alflow.errors import ConfigError
+from alflow.settings import Settings
+from alflow.store import Store, open_store
+from alflow.structures import build_initial_structures, seed_frames, structure_key
+from alflow.workflow.builder import iteration_workflow, workflow_name
+from alflow.workflow.launchpad import open_launchpad
+
+__all__ = ["add_iteration", "iteration_exists", "prepare_campaign", "submit_campaign"]
+
+log = logging.getLogger(__name__)
+
+
+def prepare_campaign(config: CampaignConfig) -> list[Atoms]:
+    """Check everything that can be checked before anything is written.
+
+    Builds the initial structures (missing files, unknown elements, NaNs) and
+    checks that the reference method supports every element.
+
+    Returns
+    -------
+    list of ase.Atoms
+        The initial structures.
+
+    Raises
+    ------
+    ConfigError
+    """
+    structures = build_initial_structures(config.initial, config.base_dir)
+    symbols = sorted({s for atoms in structures for s in atoms.get_chemical_symbols()})
+    if config.labeling.oracle.code == "emt":
+        from ase.calculators.emt import parameters as emt_parameters
+
+        unsupported = [s for s in symbols if s not in emt_parameters]
+        if unsupported:
+            raise ConfigError(
+                f"{config.base_dir}: labeling.oracle: EMT has no parameters for "
+                f"{', '.join(unsupported)} (EMT knows {' '.join(sorted(emt_parameters))})"
+            )
+    return structures
+
+
+def iteration_exists(launchpad: Any, campaign: str, iteration: int) -> bool:
+    """True if the LaunchPad holds a Workflow for (campaign, iteration)."""
+    query = {"metadata.campaign": campaign, "metadata.iteration": iteration}
+    return launchpad.workflows.count_documents(query) > 0
+
+
+def submit_campaign(config: CampaignConfig, store: Store, launchpad: Any) -> bool:
+    """Register the campaign and add its first iteration (idempotent).
+
+    Returns
+    -------
+    bool
+        True if the first iteration was added now, False if it existed.
+    """
+    structures = prepare_campaign(config)
+    store.register_campaign(config)
+    if iteration_exists(launchpad, config.name, 0):
+        return False
+    frames = seed_frames(structures, config.initial, config.committee.seed)
+    keys = [structure_key(a) for a in frames]
+    origins = [{"kind": "seed", "iteration": 0, "index": i} for i in range(len(frames))]
+    store.add_structures(config.name, frames, keys, iteration=0, status="seed", origins=origins)
+    unique_keys = list(dict.fromkeys(keys))
+    launchpad.add_wf(iteration_workflow(config, 0, seed_keys=unique_keys))
+    log.info(
+        "campaign '%s': %s added with %d seed frames", config.name, workflow_name(config.name, 0), len(unique_keys)
+    )
+    return True
+
+
+def add_iteration(config: CampaignConfig, iteration: int, settings: Settings) -> bool:
+    """Add the Workflow of ``iteration`` unless it exists (collect calls this).
+
+    Returns
+    -------
+    bool
+        True if added now.
+    """
+    connection, _ = open_store(settings.store, db_name=settings.store_name)
+    launchpad = open_launchpad(connection, settings.launchpad_name)
+    if iteration_exists(launchpad, config.name, iteration):
+        log.info("%s exists already", workflow_name(config.name, iteration))
+        return False
+    launchpad.add_wf(iteration_workflow(config, iteration))
+    log.info("%s added", workflow_name(config.name, iteration))
+    return True

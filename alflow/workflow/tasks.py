@@ -1,0 +1,127 @@
+"""Firetasks: thin adapters from a FireWorks spec to alflow's step functions.
+
+Each task reads the validated campaign config and its indices from the spec,
+opens the store named by the worker (``_fw_env``, else ``ALFLOW_*``
+environment), calls one step and returns an FWAction. Dynamic actions
+(additions) are the only Firetask of their Firework.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from fireworks import FiretaskBase, FWAction, explicit_serialize
+
+from alflow.config import CampaignConfig
+from alflow.settings import Settings, load_settings
+from alflow.steps.context import StepContext
+from alflow.store import open_store
+
+__all__ = ["CollectTask", "ExploreTask", "LabelTask", "ReferenceTask", "SelectTask", "TrainTask"]
+
+log = logging.getLogger(__name__)
+
+
+def worker_settings(fw_spec: dict[str, Any]) -> Settings:
+    """Settings of the worker running this Firework (``_fw_env`` over the environment)."""
+    env = fw_spec.get("_fw_env") or {}
+    return load_settings(overrides={k: v for k, v in env.items() if k in Settings.model_fields})
+
+
+def step_context(fw_spec: dict[str, Any]) -> StepContext:
+    """Build the step context for the Firework being run."""
+    settings = worker_settings(fw_spec)
+    config = CampaignConfig.model_validate(fw_spec["config"])
+    _, store = open_store(settings.store, db_name=settings.store_name)
+    return StepContext(store=store, config=config, settings=settings, workdir=Path(os.getcwd()))
+
+
+@explicit_serialize
+class ReferenceTask(FiretaskBase):
+    """Isolated-atom energies (MACE E0s) for the campaign's elements."""
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        from alflow.structures import build_initial_structures
+        from alflow.steps.label import reference_energies
+
+        ctx = step_context(fw_spec)
+        elements = {
+            s for a in build_initial_structures(ctx.config.initial, ctx.config.base_dir) for s in a.symbols
+        }
+        energies = reference_energies(ctx, sorted(elements))
+        return FWAction(stored_data={"e0s_eV": energies})
+
+
+@explicit_serialize
+class LabelTask(FiretaskBase):
+    """Label one structure (``structure_key``) with the campaign's reference method."""
+
+    required_params: list[str] = []
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        from alflow.steps.label import label_structure
+
+        ctx = step_context(fw_spec)
+        summary = label_structure(ctx, fw_spec["iteration"], fw_spec["structure_key"])
+        return FWAction(stored_data=summary, mod_spec=[{"_push": {"labels": summary}}])
+
+
+@explicit_serialize
+class TrainTask(FiretaskBase):
+    """Train committee member ``member``."""
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        from alflow.steps.train import train_committee_member
+
+        ctx = step_context(fw_spec)
+        summary = train_committee_member(ctx, fw_spec["iteration"], fw_spec["member"])
+        return FWAction(stored_data=summary, mod_spec=[{"_push": {"models": summary}}])
+
+
+@explicit_serialize
+class ExploreTask(FiretaskBase):
+    """Run MD walker ``walker`` with the iteration's committee."""
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        from alflow.steps.explore import explore_walker
+
+        ctx = step_context(fw_spec)
+        summary = explore_walker(ctx, fw_spec["iteration"], fw_spec["walker"])
+        return FWAction(stored_data=summary, mod_spec=[{"_push": {"walkers": summary}}])
+
+
+@explicit_serialize
+class SelectTask(FiretaskBase):
+    """Select frames for DFT and add their label Fireworks and collect."""
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        from alflow.steps.select import select_for_labeling
+        from alflow.workflow.builder import labeling_workflow
+
+        ctx = step_context(fw_spec)
+        iteration = fw_spec["iteration"]
+        result = select_for_labeling(ctx, iteration)
+        additions = labeling_workflow(ctx.config, iteration, result["selected"])
+        return FWAction(stored_data=result, additions=[additions])
+
+
+@explicit_serialize
+class CollectTask(FiretaskBase):
+    """Close the iteration; add the next iteration's Workflow when the campaign goes on."""
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        from alflow.steps.collect import collect_iteration
+        from alflow.workflow.submit import add_iteration
+
+        ctx = step_context(fw_spec)
+        iteration = fw_spec["iteration"]
+        decision = collect_iteration(ctx, iteration, fw_spec.get("_fizzled_parents", []))
+        added = False
+        if decision.go_on:
+            added = add_iteration(ctx.config, iteration + 1, worker_settings(fw_spec))
+        return FWAction(
+            stored_data={"status": decision.status, "reason": decision.reason, "next_added": added}
+        )

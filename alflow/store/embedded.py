@@ -123,7 +123,10 @@ class EmbeddedServer:
                 for coll_name in db.list_collection_names():
                     collection = db[coll_name]
                     info = {
-                        name: {k: v for k, v in spec.items() if k in ("key", "unique", "sparse")}
+                        name: {
+                            "key": [[field, direction] for field, direction in spec["key"]],
+                            **{k: v for k, v in spec.items() if k in ("unique", "sparse")},
+                        }
                         for name, spec in collection.index_information().items()
                     }
                     handle.write(bson.encode({"db": db_name, "coll": coll_name, "indexes": info}))

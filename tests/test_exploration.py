@@ -261,6 +261,7 @@ def test_walker_plan_round_robin_and_seeds():
         itertools.product([300.0, 600.0, 900.0], [0, 1])
     )
     assert [p["start_index"] for p in plan[:2]] == [0, 1]
+    assert all(p["start"] == p["start_index"] for p in plan)
     assert all(p["pressure_GPa"] == 0.0 for p in plan)
     seeds = [p["seed"] for p in plan]
     later = [p["seed"] for p in walker_plan(6, exploration, n_starts=2, iteration=1)]

@@ -432,7 +432,8 @@ def walker_plan(
     Returns
     -------
     list of dict
-        Per walker: ``walker`` (index), ``start_index``, ``temperature_K``,
+        Per walker: ``walker`` (index), ``start_index`` (also as ``start``,
+        the name :mod:`alflow.steps.explore` reads), ``temperature_K``,
         ``pressure_GPa`` (0.0 for NVT) and ``seed``.
 
     Raises
@@ -448,10 +449,12 @@ def walker_plan(
     pressures = list(exploration.pressures_GPa) if exploration.ensemble == "npt" else [0.0]
     plan = []
     for walker in range(n_walkers):
+        start_index = _shifted_index(walker, len(temperatures), n_starts)
         plan.append(
             {
                 "walker": walker,
-                "start_index": _shifted_index(walker, len(temperatures), n_starts),
+                "start_index": start_index,
+                "start": start_index,
                 "temperature_K": float(temperatures[walker % len(temperatures)]),
                 "pressure_GPa": float(
                     pressures[_shifted_index(walker, len(temperatures), len(pressures))]

@@ -52,7 +52,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     def progress(name: str, state: str, seconds: float, done: int) -> None:
         elapsed = time.perf_counter() - started
-        log.info("[%6.0f s] %-42s %-9s %6.1f s  (%d Fireworks)", elapsed, name, state, seconds, done)
+        log.info(
+            "[%6.0f s] %-42s %-9s %6.1f s  (%d Fireworks)", elapsed, name, state, seconds, done
+        )
 
     log.info("campaign '%s': store %s", config.name, settings.store)
     outcome = run_campaign(config, settings, retry_fizzled=args.retry_fizzled, progress=progress)
@@ -85,7 +87,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from alflow.store import open_store
 
     settings = _settings(args)
-    connection, store = open_store(settings.store, db_name=settings.store_name, writable=False)
+    _, store = open_store(settings.store, db_name=settings.store_name, writable=False)
     names = [args.campaign] if args.campaign else store.campaign_names()
     reports = [campaign_status(store, name) for name in names]
     if args.json:
@@ -103,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)
-    store_help = "store: a file (embedded, default alflow-store.bson) or mongodb:// URI; env ALFLOW_STORE"
+    store_help = (
+        "store: a file (embedded, default alflow-store.bson) or mongodb:// URI; env ALFLOW_STORE"
+    )
 
     run = sub.add_parser("run", help="run (or resume) a campaign to its end in this process")
     run.add_argument("campaign", help="campaign YAML file")

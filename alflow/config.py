@@ -89,7 +89,9 @@ class InitialConfig(Strict):
 
     structures: list[StructureSpec] = Field(min_length=1)
     n_rattled: int = Field(
-        default=4, ge=0, description="Rattled/strained copies per structure labeled before iteration 0."
+        default=4,
+        ge=0,
+        description="Rattled/strained copies per structure labeled before iteration 0.",
     )
     rattle_stdev_A: float = Field(default=0.05, ge=0, description="Gaussian displacement (Å).")
     strain_max: float = Field(
@@ -118,7 +120,9 @@ class TrainingConfig(Strict):
     lr: float = Field(default=0.01, gt=0)
     energy_weight: float = Field(default=1.0, ge=0)
     forces_weight: float = Field(default=100.0, ge=0)
-    stress_weight: float = Field(default=0.0, ge=0, description=">0 switches MACE's stress loss on.")
+    stress_weight: float = Field(
+        default=0.0, ge=0, description=">0 switches MACE's stress loss on."
+    )
     valid_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     dtype: Literal["float32", "float64"] = "float32"
     pair_repulsion: bool = Field(default=True, description="ZBL short-range repulsion prior.")
@@ -157,7 +161,8 @@ class ExplorationConfig(Strict):
         default=3.0, gt=1, description="Stop a walker above this × its target temperature."
     )
     start_from_labeled: bool = Field(
-        default=True, description="Also start walkers from structures labeled in earlier iterations."
+        default=True,
+        description="Also start walkers from structures labeled in earlier iterations.",
     )
 
 
@@ -177,7 +182,9 @@ class SelectionConfig(Strict):
     """Which explored frames are worth a DFT label."""
 
     trust_lo_eV_A: float = Field(
-        default=0.05, ge=0, description="Max per-atom force deviation below which a frame is accurate."
+        default=0.05,
+        ge=0,
+        description="Max per-atom force deviation below which a frame is accurate.",
     )
     trust_hi_eV_A: float = Field(
         default=0.5, gt=0, description="Above it a frame is failed (unphysical), not labeled."
@@ -232,7 +239,9 @@ class GPAWOracle(Strict):
     convergence_energy_eV: float = Field(default=5e-4, gt=0, description="Per valence electron.")
     convergence_density: float = Field(default=1e-4, gt=0)
     maxiter: int = Field(default=333, ge=1)
-    max_retries: int = Field(default=2, ge=0, description="Retries with gentler settings after SCF failure.")
+    max_retries: int = Field(
+        default=2, ge=0, description="Retries with gentler settings after SCF failure."
+    )
 
 
 OracleSpec = Annotated[EMTOracle | GPAWOracle, Field(discriminator="code")]
@@ -257,10 +266,15 @@ class LoopConfig(Strict):
     max_iterations: int = Field(default=5, ge=1)
     max_dft_labels: int = Field(default=200, ge=1, description="Total DFT budget (seed included).")
     converged_accurate_fraction: float = Field(
-        default=0.97, gt=0, le=1, description="Converged when this fraction of frames is accurate..."
+        default=0.97,
+        gt=0,
+        le=1,
+        description="Converged when this fraction of frames is accurate...",
     )
     target_force_rmse_eV_A: float = Field(
-        default=0.1, gt=0, description="...and the committee's force RMSE on new labels is below this."
+        default=0.1,
+        gt=0,
+        description="...and the committee's force RMSE on new labels is below this.",
     )
 
 
@@ -309,7 +323,9 @@ def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
             return []
         annotation = field.annotation
         args = getattr(annotation, "__args__", ())
-        candidates = [a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        candidates = [
+            a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         current = candidates[0] if candidates else None
     return list(getattr(current, "model_fields", {}) or [])
 
@@ -347,7 +363,9 @@ def validate_campaign(data: Any, source: str = "<campaign>") -> CampaignConfig:
         Listing every invalid key.
     """
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of campaign keys, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of campaign keys, got {type(data).__name__}"
+        )
     try:
         return CampaignConfig.model_validate(data)
     except ValidationError as exc:

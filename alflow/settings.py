@@ -45,7 +45,9 @@ class Settings(BaseModel):
     mpi_ranks: int = Field(default=1, ge=1, description="MPI ranks of one DFT job (1: no MPI).")
     mpi_extra_args: str = Field(default="", description="Extra launcher arguments.")
     device: Literal["cpu", "cuda"] = Field(default="cpu", description="torch device for MACE.")
-    torch_threads: int = Field(default=1, ge=1, description="torch threads per training/MD process.")
+    torch_threads: int = Field(
+        default=1, ge=1, description="torch threads per training/MD process."
+    )
     parallel_processes: int = Field(
         default=2, ge=1, description="Member trainings or walkers run side by side in one step."
     )

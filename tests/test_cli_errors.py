@@ -54,11 +54,21 @@ def test_bad_campaign_is_a_one_line_error_and_writes_nothing(tmp_path: Path, cas
 
 def test_nan_in_structure_file(tmp_path: Path) -> None:
     xyz = tmp_path / "bad.xyz"
-    xyz.write_text("2\nLattice=\"5 0 0 0 5 0 0 0 5\" Properties=species:S:1:pos:R:3 pbc=\"T T T\"\nCu 0 0 0\nCu nan 1 1\n")
+    xyz.write_text(
+        '2\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3 pbc="T T T"\nCu 0 0 0\nCu nan 1 1\n'
+    )
     campaign = tmp_path / "c.yaml"
     campaign.write_text("name: x\ninitial: {structures: [{kind: file, path: bad.xyz}]}\n")
     result = subprocess.run(
-        [sys.executable, "-m", "alflow.cli", "run", str(campaign), "--store", str(tmp_path / "s.bson")],
+        [
+            sys.executable,
+            "-m",
+            "alflow.cli",
+            "run",
+            str(campaign),
+            "--store",
+            str(tmp_path / "s.bson"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

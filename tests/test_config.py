@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from alflow.config import CampaignConfig, config_hash, load_campaign
 from alflow.errors import ConfigError
@@ -74,5 +75,5 @@ def test_config_is_immutable_and_hash_stable() -> None:
     data = {"name": "a", "initial": {"structures": [{"kind": "bulk", "symbol": "Cu"}]}}
     one, two = CampaignConfig.model_validate(data), CampaignConfig.model_validate(data)
     assert config_hash(one) == config_hash(two)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         one.name = "b"  # type: ignore[misc]

@@ -28,8 +28,13 @@ def test_structures_roundtrip_and_first_sighting_wins(tmp_path: Path) -> None:
     atoms.rattle(0.05, seed=1)
     key = structure_key(atoms)
     origin = [{"kind": "seed"}]
-    assert store.add_structures("c", [atoms], [key], iteration=0, status="seed", origins=origin) == 1
-    assert store.add_structures("c", [atoms], [key], iteration=1, status="explored", origins=origin) == 0
+    assert (
+        store.add_structures("c", [atoms], [key], iteration=0, status="seed", origins=origin) == 1
+    )
+    assert (
+        store.add_structures("c", [atoms], [key], iteration=1, status="explored", origins=origin)
+        == 0
+    )
     doc = store.structure("c", key)
     assert doc["iteration"] == 0 and doc["formula"] == "Cu4"
     back = atoms_from_doc(doc["atoms"])

@@ -37,7 +37,9 @@ def test_first_iteration_topology() -> None:
         assert {c for c in wf.links[fw.fw_id]} == {w.fw_id for w in steps["explore"]}
     assert {fw.spec["_category"] for fw in wf.fws} == {"dft", "train", "md", "service"}
     label = steps["label"][0].spec
-    assert label["_queueadapter"]["ntasks"] == 8 and label["_queueadapter"]["walltime"] == "01:30:00"
+    assert (
+        label["_queueadapter"]["ntasks"] == 8 and label["_queueadapter"]["walltime"] == "01:30:00"
+    )
 
 
 def test_later_iteration_has_no_seeds() -> None:

@@ -8,7 +8,16 @@ from alflow.store import Store
 
 __all__ = ["campaign_status", "format_status"]
 
-_COLUMNS = ("explored", "accurate", "candidate", "unphysical", "selected", "labeled", "failed", "rejected")
+_COLUMNS = (
+    "explored",
+    "accurate",
+    "candidate",
+    "unphysical",
+    "selected",
+    "labeled",
+    "failed",
+    "rejected",
+)
 
 
 def campaign_status(store: Store, name: str) -> dict[str, Any]:

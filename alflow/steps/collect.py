@@ -47,9 +47,14 @@ def committee_errors(
     if not predicted_forces:
         return {"force_rmse_eV_A": None, "energy_mae_meV_atom": None, "n_frames": 0}
     diff = np.concatenate(
-        [np.ravel(np.asarray(p) - np.asarray(r)) for p, r in zip(predicted_forces, reference_forces, strict=True)]
+        [
+            np.ravel(np.asarray(p) - np.asarray(r))
+            for p, r in zip(predicted_forces, reference_forces, strict=True)
+        ]
     )
-    energy = np.abs(np.asarray(predicted_energy_eV) - np.asarray(reference_energy_eV)) / np.asarray(n_atoms)
+    energy = np.abs(np.asarray(predicted_energy_eV) - np.asarray(reference_energy_eV)) / np.asarray(
+        n_atoms
+    )
     return {
         "force_rmse_eV_A": float(np.sqrt(np.mean(diff**2))),
         "energy_mae_meV_atom": float(1000.0 * np.mean(energy)),
@@ -57,9 +62,7 @@ def committee_errors(
     }
 
 
-def _decide(
-    ctx: StepContext, iteration: int, figures: dict[str, Any], spent: int
-) -> Decision:
+def _decide(ctx: StepContext, iteration: int, figures: dict[str, Any], spent: int) -> Decision:
     loop = ctx.config.loop
     attempted = figures["labeled"] + figures["failed"]
     failed_fraction = figures["failed"] / attempted if attempted else 0.0
@@ -85,7 +88,9 @@ def _decide(
             + ("" if rmse is None else f", force RMSE on new labels {rmse:.3f} eV/Å"),
         )
     if spent >= loop.max_dft_labels:
-        return Decision(False, "stopped", f"DFT budget spent: {spent} of {loop.max_dft_labels} labels")
+        return Decision(
+            False, "stopped", f"DFT budget spent: {spent} of {loop.max_dft_labels} labels"
+        )
     if iteration + 1 >= loop.max_iterations:
         return Decision(False, "stopped", f"iteration limit reached ({loop.max_iterations})")
     return Decision(True, "running", "next iteration")
@@ -113,22 +118,42 @@ def collect_iteration(
     store, campaign = ctx.store, ctx.campaign
     for parent in fizzled:
         key = parent.get("spec", {}).get("structure_key")
-        if key and store.structures.find_one({"campaign": campaign, "key": key, "status": "selected"}):
+        if key and store.structures.find_one(
+            {"campaign": campaign, "key": key, "status": "selected"}
+        ):
             error = _launch_error(parent)
             store.set_status(campaign, [key], "failed", reason=f"labeling job crashed: {error}")
 
     counts = {
         status: store.structures.count_documents(
-            {"campaign": campaign, "iteration": iteration, "status": status, "origin.kind": "walker"}
+            {
+                "campaign": campaign,
+                "iteration": iteration,
+                "status": status,
+                "origin.kind": "walker",
+            }
         )
-        for status in ("accurate", "candidate", "unphysical", "selected", "labeled", "failed", "rejected")
+        for status in (
+            "accurate",
+            "candidate",
+            "unphysical",
+            "selected",
+            "labeled",
+            "failed",
+            "rejected",
+        )
     }
     explored = counts["accurate"] + counts["candidate"] + counts["unphysical"] + counts["selected"]
     explored += counts["labeled"] + counts["failed"] + counts["rejected"]
     parameters_hash = make_labeler(ctx.config.labeling.oracle, ctx.settings).parameters_hash()
     predicted, reference, e_pred, e_ref, n_atoms = [], [], [], [], []
     for doc in store.find_structures(
-        {"campaign": campaign, "iteration": iteration, "status": "labeled", "committee": {"$exists": True}}
+        {
+            "campaign": campaign,
+            "iteration": iteration,
+            "status": "labeled",
+            "committee": {"$exists": True},
+        }
     ):
         label = store.label(doc["key"], parameters_hash)
         if label is None or not label.get("ok"):
@@ -155,7 +180,9 @@ def collect_iteration(
     decision = _decide(ctx, iteration, figures, spent)
     figures["decision"] = asdict(decision)
     store.put_iteration(campaign, iteration, figures)
-    store.set_campaign_status(campaign, decision.status, None if decision.go_on else decision.reason)
+    store.set_campaign_status(
+        campaign, decision.status, None if decision.go_on else decision.reason
+    )
     log.info(
         "iteration %d closed: %d labeled, %d failed, accurate %s, force RMSE %s → %s",
         iteration,
@@ -173,6 +200,8 @@ def _launch_error(parent: dict[str, Any]) -> str:
     for launch in reversed(parent.get("launches", [])):
         stored = (launch.get("action") or {}).get("stored_data") or {}
         if stored.get("_exception"):
-            details = stored["_exception"].get("_details") or stored["_exception"].get("_stacktrace", "")
+            details = stored["_exception"].get("_details") or stored["_exception"].get(
+                "_stacktrace", ""
+            )
             return str(details).strip().splitlines()[-1] if details else "unknown error"
     return "unknown error (no launch record)"

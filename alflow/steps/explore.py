@@ -74,7 +74,9 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
     calc = load_committee(paths, device=ctx.settings.device, dtype=config.committee.training.dtype)
 
     starts = starting_structures(ctx, iteration)
-    plan = walker_plan(config.exploration.walkers, config.exploration, len(starts), iteration)[walker]
+    plan = walker_plan(config.exploration.walkers, config.exploration, len(starts), iteration)[
+        walker
+    ]
     start_label, atoms = starts[plan["start"]]
     exploration = config.exploration
     result = run_walker(

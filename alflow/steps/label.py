@@ -53,7 +53,12 @@ def label_structure(ctx: StepContext, iteration: int, key: str) -> dict[str, Any
     if existing is not None and existing.get("ok"):
         store.set_status(campaign, [key], done_status, label_id=existing["_id"])
         log.info("structure %s: label reused", key)
-        return {"key": key, "status": done_status, "reused": True, "energy_eV": existing["energy_eV"]}
+        return {
+            "key": key,
+            "status": done_status,
+            "reused": True,
+            "energy_eV": existing["energy_eV"],
+        }
     if existing is not None:  # a failed earlier try: this run is a deliberate retry
         store.labels.delete_one({"_id": existing["_id"]})
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from alflow.labeling import sanity_reason
-from alflow.selection import classify, select_candidates, soap_free_descriptor
+from alflow.selection import descriptor_species, select_candidates, soap_free_descriptor
 from alflow.steps.context import StepContext
 from alflow.structures import atoms_from_doc
 
@@ -49,7 +49,10 @@ def select_for_labeling(ctx: StepContext, iteration: int) -> dict[str, Any]:
     known = {
         d["key"]
         for d in store.find_structures(
-            {"campaign": ctx.campaign, "status": {"$in": ["seed", "selected", "labeled", "failed"]}},
+            {
+                "campaign": ctx.campaign,
+                "status": {"$in": ["seed", "selected", "labeled", "failed"]},
+            },
             {"key": 1, "atoms": 1},
         )
     }
@@ -59,8 +62,11 @@ def select_for_labeling(ctx: StepContext, iteration: int) -> dict[str, Any]:
             {"campaign": ctx.campaign, "status": {"$in": ["seed", "labeled"]}}, {"atoms": 1}
         )
     ]
+    species = descriptor_species(atoms)
     known_descriptors = (
-        np.array([soap_free_descriptor(a) for a in labeled_atoms]) if labeled_atoms else None
+        np.array([soap_free_descriptor(a, species=species) for a in labeled_atoms])
+        if labeled_atoms
+        else None
     )
     selection = select_candidates(
         atoms,
@@ -73,9 +79,9 @@ def select_for_labeling(ctx: StepContext, iteration: int) -> dict[str, Any]:
         sanity_check=partial(sanity_reason, sanity=config.selection.sanity),
     )
 
-    categories = classify(deviation, config.selection.trust_lo_eV_A, config.selection.trust_hi_eV_A)
+    classes = np.asarray(selection.classes)
     for category, status in _CATEGORY_STATUS.items():
-        members = [keys[i] for i in np.flatnonzero(categories == category)]
+        members = [keys[i] for i in np.flatnonzero(classes == category)]
         if members:
             store.set_status(ctx.campaign, members, status)
     for index, reason in selection.rejected.items():

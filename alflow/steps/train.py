@@ -61,7 +61,12 @@ def train_committee_member(ctx: StepContext, iteration: int, member: int) -> dic
     previous = None
     if committee.training.restart == "continue" and iteration > 0:
         record = store.models.find_one(
-            {"campaign": ctx.campaign, "iteration": iteration - 1, "member": member, "status": "trained"}
+            {
+                "campaign": ctx.campaign,
+                "iteration": iteration - 1,
+                "member": member,
+                "status": "trained",
+            }
         )
         if record is not None:
             previous = store.fetch_model(record["_id"], ctx.workdir / "previous")

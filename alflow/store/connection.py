@@ -84,9 +84,13 @@ def connect(store: str, *, writable: bool = True, timeout_s: float = 5.0) -> Con
             message = mask_uri(str(exc).split(", Timeout:")[0])
             raise StoreError(f"cannot reach MongoDB at {mask_uri(store)}: {message}") from None
         except Exception as exc:  # invalid URIs raise ConfigurationError/ValueError/...
-            raise StoreError(f"invalid MongoDB URI {mask_uri(store)}: {mask_uri(str(exc))}") from None
+            raise StoreError(
+                f"invalid MongoDB URI {mask_uri(store)}: {mask_uri(str(exc))}"
+            ) from None
         return Connection(client=client, store=store)
     server = open_embedded(store, writable=writable)
     if not writable and not server.path.exists():
-        raise StoreError(f"no alflow store at {server.path} (run a campaign first, or pass --store)")
+        raise StoreError(
+            f"no alflow store at {server.path} (run a campaign first, or pass --store)"
+        )
     return Connection(client=server.client, store=str(server.path), embedded=server)

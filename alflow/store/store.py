@@ -111,7 +111,9 @@ class Store:
         self.models.create_index(
             [("campaign", ASCENDING), ("iteration", ASCENDING), ("member", ASCENDING)], unique=True
         )
-        self.iterations.create_index([("campaign", ASCENDING), ("iteration", ASCENDING)], unique=True)
+        self.iterations.create_index(
+            [("campaign", ASCENDING), ("iteration", ASCENDING)], unique=True
+        )
         self.references.create_index(
             [("parameters_hash", ASCENDING), ("element", ASCENDING)], unique=True
         )
@@ -254,7 +256,9 @@ class Store:
     # ------------------------------------------------------------------ labels
     def label(self, structure_key: str, parameters_hash: str) -> dict[str, Any] | None:
         """The label of a structure for one parameter set, if computed."""
-        return self.labels.find_one({"structure_key": structure_key, "parameters_hash": parameters_hash})
+        return self.labels.find_one(
+            {"structure_key": structure_key, "parameters_hash": parameters_hash}
+        )
 
     def add_label(self, structure_key: str, doc: Mapping[str, Any]) -> bool:
         """Insert a label; False (and no change) if that (key, parameters) exists."""
@@ -364,9 +368,9 @@ class Store:
     def trained_models(self, campaign: str, iteration: int) -> list[dict[str, Any]]:
         """Model records of the members that trained in one iteration, by member."""
         return list(
-            self.models.find({"campaign": campaign, "iteration": iteration, "status": "trained"}).sort(
-                "member", ASCENDING
-            )
+            self.models.find(
+                {"campaign": campaign, "iteration": iteration, "status": "trained"}
+            ).sort("member", ASCENDING)
         )
 
     def fetch_model(self, model_id: str, directory: Path) -> Path:

@@ -66,13 +66,19 @@ def labeling_workflow(config: CampaignConfig, iteration: int, keys: list[str]) -
         for key in keys
     ]
     collect_spec = _spec(config, iteration, "collect", "service", _allow_fizzled_parents=True)
-    collect = Firework([CollectTask()], spec=collect_spec, name=f"{config.name} it{iteration} collect")
+    collect = Firework(
+        [CollectTask()], spec=collect_spec, name=f"{config.name} it{iteration} collect"
+    )
     links = {fw: [collect] for fw in labels}
     metadata = {"campaign": config.name, "iteration": iteration}
-    return Workflow([*labels, collect], links, name=workflow_name(config.name, iteration), metadata=metadata)
+    return Workflow(
+        [*labels, collect], links, name=workflow_name(config.name, iteration), metadata=metadata
+    )
 
 
-def iteration_workflow(config: CampaignConfig, iteration: int, seed_keys: list[str] | None = None) -> Any:
+def iteration_workflow(
+    config: CampaignConfig, iteration: int, seed_keys: list[str] | None = None
+) -> Any:
     """The Workflow of one iteration up to select (select adds labels and collect).
 
     Parameters
@@ -99,7 +105,11 @@ def iteration_workflow(config: CampaignConfig, iteration: int, seed_keys: list[s
     ]
     if seed_keys:
         seeds.append(
-            Firework([ReferenceTask()], spec=_dft_spec(config, iteration, "references"), name=f"{name} E0s")
+            Firework(
+                [ReferenceTask()],
+                spec=_dft_spec(config, iteration, "references"),
+                name=f"{name} E0s",
+            )
         )
     trains = [
         Firework(
@@ -118,12 +128,17 @@ def iteration_workflow(config: CampaignConfig, iteration: int, seed_keys: list[s
         for w in range(config.exploration.walkers)
     ]
     select = Firework(
-        [SelectTask()], spec=_spec(config, iteration, "select", "service"), name=f"{name} it{iteration} select"
+        [SelectTask()],
+        spec=_spec(config, iteration, "select", "service"),
+        name=f"{name} it{iteration} select",
     )
     links: dict[Any, list[Any]] = {fw: list(trains) for fw in seeds}
     links.update({fw: list(walkers) for fw in trains})
     links.update({fw: [select] for fw in walkers})
     metadata = {"campaign": name, "iteration": iteration}
     return Workflow(
-        [*seeds, *trains, *walkers, select], links, name=workflow_name(name, iteration), metadata=metadata
+        [*seeds, *trains, *walkers, select],
+        links,
+        name=workflow_name(name, iteration),
+        metadata=metadata,
     )

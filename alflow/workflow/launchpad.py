@@ -14,7 +14,9 @@ log = logging.getLogger(__name__)
 _COLLECTIONS = ("fireworks", "launches", "offline_runs", "fw_id_assigner", "workflows")
 
 
-def open_launchpad(connection: Connection, name: str = "fireworks", strm_lvl: str = "WARNING") -> Any:
+def open_launchpad(
+    connection: Connection, name: str = "fireworks", strm_lvl: str = "WARNING"
+) -> Any:
     """Return a LaunchPad whose database ``name`` lives on ``connection``'s server.
 
     On a real server this is FireWorks' own URI-mode LaunchPad. On the embedded

@@ -74,7 +74,9 @@ def _next_ready(launchpad: Any, fworker: Any) -> dict[str, Any] | None:
 
 def _fizzled(launchpad: Any, campaign: str) -> list[str]:
     out = []
-    for fw in launchpad.fireworks.find({"spec.campaign": campaign, "state": "FIZZLED"}, {"fw_id": 1, "name": 1}):
+    for fw in launchpad.fireworks.find(
+        {"spec.campaign": campaign, "state": "FIZZLED"}, {"fw_id": 1, "name": 1}
+    ):
         out.append(f"{fw['name']} (fw_id {fw['fw_id']})")
     return out
 
@@ -114,7 +116,9 @@ def run_campaign(
     launchpad = open_launchpad(connection, settings.launchpad_name)
     submit_campaign(config, store, launchpad)
     if retry_fizzled:
-        for fw in launchpad.fireworks.find({"spec.campaign": config.name, "state": "FIZZLED"}, {"fw_id": 1}):
+        for fw in launchpad.fireworks.find(
+            {"spec.campaign": config.name, "state": "FIZZLED"}, {"fw_id": 1}
+        ):
             launchpad.rerun_fw(fw["fw_id"])
         if store.campaign(config.name)["status"] == "failed":
             store.set_campaign_status(config.name, "running")
@@ -123,7 +127,10 @@ def run_campaign(
     env = settings.model_dump()
     env["store"] = connection.store
     fworker = FWorker(
-        name="alflow-embedded", category=list(CATEGORIES), query={"spec.campaign": config.name}, env=env
+        name="alflow-embedded",
+        category=list(CATEGORIES),
+        query={"spec.campaign": config.name},
+        env=env,
     )
     scratch = Path(settings.scratch_dir).resolve() / config.name
     count = 0

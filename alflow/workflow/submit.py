@@ -74,7 +74,10 @@ def submit_campaign(config: CampaignConfig, store: Store, launchpad: Any) -> boo
     unique_keys = list(dict.fromkeys(keys))
     launchpad.add_wf(iteration_workflow(config, 0, seed_keys=unique_keys))
     log.info(
-        "campaign '%s': %s added with %d seed frames", config.name, workflow_name(config.name, 0), len(unique_keys)
+        "campaign '%s': %s added with %d seed frames",
+        config.name,
+        workflow_name(config.name, 0),
+        len(unique_keys),
     )
     return True
 

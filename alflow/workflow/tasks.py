@@ -44,12 +44,14 @@ class ReferenceTask(FiretaskBase):
     """Isolated-atom energies (MACE E0s) for the campaign's elements."""
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
-        from alflow.structures import build_initial_structures
         from alflow.steps.label import reference_energies
+        from alflow.structures import build_initial_structures
 
         ctx = step_context(fw_spec)
         elements = {
-            s for a in build_initial_structures(ctx.config.initial, ctx.config.base_dir) for s in a.symbols
+            s
+            for a in build_initial_structures(ctx.config.initial, ctx.config.base_dir)
+            for s in a.symbols
         }
         energies = reference_energies(ctx, sorted(elements))
         return FWAction(stored_data={"e0s_eV": energies})
@@ -58,8 +60,6 @@ class ReferenceTask(FiretaskBase):
 @explicit_serialize
 class LabelTask(FiretaskBase):
     """Label one structure (``structure_key``) with the campaign's reference method."""
-
-    required_params: list[str] = []
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
         from alflow.steps.label import label_structure

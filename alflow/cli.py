@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--store", help=store_help)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=_cmd_status)
+
+    from alflow.monitor.commands import register as register_monitor
+    from alflow.query.commands import register as register_query
+
+    register_query(sub)
+    register_monitor(sub)
     return parser
 
 

@@ -36,6 +36,12 @@ def _configure_logging(verbose: int) -> None:
     logging.getLogger("alflow").setLevel(level)
 
 
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}"
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from alflow.settings import load_settings
 
@@ -44,16 +50,24 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from alflow.config import load_campaign
-    from alflow.workflow.runner import run_campaign
+    from alflow.workflow.runner import FireworkDone, run_campaign
 
     config = load_campaign(args.campaign)
     settings = _settings(args)
     started = time.perf_counter()
 
-    def progress(name: str, state: str, seconds: float, done: int) -> None:
+    def progress(done: FireworkDone) -> None:
         elapsed = time.perf_counter() - started
         log.info(
-            "[%6.0f s] %-42s %-9s %6.1f s  (%d Fireworks)", elapsed, name, state, seconds, done
+            "[%s] iteration %d %-10s %3d/%-3d %-9s %6.1f s  %s",
+            _clock(elapsed),
+            done.iteration,
+            done.step,
+            done.step_done,
+            done.step_total,
+            done.state,
+            done.seconds,
+            done.name,
         )
 
     log.info("campaign '%s': store %s", config.name, settings.store)

@@ -24,12 +24,40 @@ from alflow.workflow.builder import CATEGORIES
 from alflow.workflow.launchpad import open_launchpad
 from alflow.workflow.submit import prepare_campaign, submit_campaign
 
-__all__ = ["RunOutcome", "run_campaign"]
+__all__ = ["FireworkDone", "RunOutcome", "run_campaign"]
 
 log = logging.getLogger(__name__)
 
-#: Called after every Firework: (fw name, state, seconds, fireworks done).
-Progress = Callable[[str, str, float, int], None]
+#: Called after every Firework with a :class:`FireworkDone`.
+Progress = Callable[["FireworkDone"], None]
+
+
+@dataclass(frozen=True)
+class FireworkDone:
+    """Progress after one Firework.
+
+    Attributes
+    ----------
+    name, state
+        The Firework's name and its state after the launch (COMPLETED, FIZZLED).
+    seconds
+        Wall time of the launch (s).
+    iteration, step
+        Where the campaign is.
+    step_done, step_total
+        Fireworks of this step in this iteration that have finished / exist.
+    fireworks_run
+        Fireworks launched by this call so far.
+    """
+
+    name: str
+    state: str
+    seconds: float
+    iteration: int
+    step: str
+    step_done: int
+    step_total: int
+    fireworks_run: int
 
 
 @dataclass(frozen=True)
@@ -70,6 +98,30 @@ def _next_ready(launchpad: Any, fworker: Any) -> dict[str, Any] | None:
     """The oldest READY Firework this worker may run (lowest fw_id first)."""
     query = {**fworker.query, "state": "READY"}
     return launchpad.fireworks.find_one(query, {"fw_id": 1, "name": 1}, sort=[("fw_id", 1)])
+
+
+def _progress(launchpad: Any, fw_id: int, seconds: float, count: int) -> FireworkDone:
+    fw = launchpad.fireworks.find_one({"fw_id": fw_id}, {"name": 1, "state": 1, "spec": 1})
+    spec = fw["spec"]
+    query = {
+        "spec.campaign": spec["campaign"],
+        "spec.iteration": spec["iteration"],
+        "spec.step": spec["step"],
+    }
+    total = launchpad.fireworks.count_documents(query)
+    done = launchpad.fireworks.count_documents(
+        {**query, "state": {"$in": ["COMPLETED", "FIZZLED"]}}
+    )
+    return FireworkDone(
+        name=fw["name"],
+        state=fw["state"],
+        seconds=seconds,
+        iteration=spec["iteration"],
+        step=spec["step"],
+        step_done=done,
+        step_total=total,
+        fireworks_run=count,
+    )
 
 
 def _fizzled(launchpad: Any, campaign: str) -> list[str]:
@@ -145,10 +197,8 @@ def run_campaign(
             launch_rocket(launchpad, fworker, fw_id=ready["fw_id"], strm_lvl="ERROR")
         connection.save()
         count += 1
-        state = launchpad.fireworks.find_one({"fw_id": ready["fw_id"]}, {"state": 1})["state"]
-        elapsed = time.perf_counter() - started
         if progress is not None:
-            progress(ready["name"], state, elapsed, count)
+            progress(_progress(launchpad, ready["fw_id"], time.perf_counter() - started, count))
 
     campaign = store.campaign(config.name)
     fizzled = _fizzled(launchpad, config.name)

@@ -1,0 +1,82 @@
+"""Committee disagreement metrics (pure numpy).
+
+The force deviation follows DP-GEN's ``model_devi``: for atom *i*,
+``sqrt(mean_m |F_m,i - <F_i>|^2)`` with ``<F_i>`` the committee mean, and a
+frame's score is the largest value over its atoms. Population statistics
+(divide by M, not M - 1) are used throughout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["energy_deviation_per_atom", "force_deviation_per_atom", "max_force_deviation"]
+
+
+def force_deviation_per_atom(forces_comm: np.ndarray) -> np.ndarray:
+    """Per-atom force deviation of a committee (eV/Å).
+
+    Parameters
+    ----------
+    forces_comm
+        Forces of every member, shape (M, N, 3), eV/Å.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N,): ``sqrt(mean_m |F_m,i - <F_i>|^2)``.
+
+    Raises
+    ------
+    ValueError
+        The array is not (M, N, 3) with M >= 1.
+    """
+    forces = np.asarray(forces_comm, dtype=float)
+    if forces.ndim != 3 or forces.shape[2] != 3 or forces.shape[0] < 1:
+        raise ValueError(f"forces_comm must have shape (M, N, 3), got {forces.shape}")
+    deviation = forces - forces.mean(axis=0, keepdims=True)
+    return np.sqrt(np.mean(np.sum(deviation**2, axis=2), axis=0))
+
+
+def max_force_deviation(forces_comm: np.ndarray) -> float:
+    """Largest per-atom force deviation of a frame (eV/Å), DP-GEN's ``max_devi_f``.
+
+    Parameters
+    ----------
+    forces_comm
+        Forces of every member, shape (M, N, 3), eV/Å.
+
+    Returns
+    -------
+    float
+        0.0 for a frame without atoms.
+    """
+    per_atom = force_deviation_per_atom(forces_comm)
+    return float(per_atom.max()) if per_atom.size else 0.0
+
+
+def energy_deviation_per_atom(energy_comm: np.ndarray, n_atoms: int) -> float:
+    """Committee standard deviation of the total energy divided by the atom count (eV/atom).
+
+    Parameters
+    ----------
+    energy_comm
+        Total energy of every member, shape (M,), eV.
+    n_atoms
+        Atoms in the frame (>= 1).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        ``n_atoms`` < 1 or an empty committee.
+    """
+    if n_atoms < 1:
+        raise ValueError(f"n_atoms must be at least 1, got {n_atoms}")
+    energies = np.asarray(energy_comm, dtype=float).reshape(-1)
+    if energies.size == 0:
+        raise ValueError("energy_comm is empty")
+    return float(np.std(energies) / n_atoms)

@@ -1,0 +1,262 @@
+"""An ASE calculator that evaluates a committee of MACE models on one graph.
+
+Each call builds the neighbour list and MACE's graph once and runs every
+member on it; stress (and its displacement derivative) is only computed when
+asked for, and only for 3D-periodic cells. Besides ASE's ``energy``,
+``free_energy``, ``forces`` and ``stress`` (committee means), the results hold
+
+- ``energy_comm`` (M,) eV, ``forces_comm`` (M, N, 3) eV/Å, ``stress_comm``
+  (M, 6) eV/Å³ when stress was computed;
+- ``energy_std`` (eV): population standard deviation of the total energy;
+- ``forces_std`` (N,) eV/Å: per-atom force deviation (DP-GEN definition);
+- ``max_force_dev`` (eV/Å): its largest value, the selection score.
+
+mace and torch are imported when a committee is loaded, never at import time.
+Importing mace sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` process-wide and
+MACE code changes torch's default dtype; both are restored here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.data import chemical_symbols
+
+from alflow.committee.uncertainty import force_deviation_per_atom
+from alflow.errors import ExplorationError, TrainingError
+
+__all__ = ["CommitteeCalculator", "load_committee"]
+
+logger = logging.getLogger(__name__)
+
+_ENV_WEIGHTS = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+
+
+def _import_mace() -> Any:
+    """Import the mace modules needed for loading and evaluating, without side effects."""
+    import torch
+
+    saved_env = os.environ.get(_ENV_WEIGHTS)
+    saved_dtype = torch.get_default_dtype()
+    try:
+        import mace.data
+        import mace.modules
+        import mace.tools.torch_geometric
+    finally:
+        torch.set_default_dtype(saved_dtype)
+        if saved_env is None:
+            os.environ.pop(_ENV_WEIGHTS, None)
+        else:
+            os.environ[_ENV_WEIGHTS] = saved_env
+    return mace
+
+
+def _torch_dtype(dtype: str) -> Any:
+    import torch
+
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return torch.float32 if dtype == "float32" else torch.float64
+
+
+class CommitteeCalculator(Calculator):
+    """Committee of MACE models as one ASE calculator.
+
+    Parameters
+    ----------
+    models
+        Loaded MACE modules (use :func:`load_committee` to read files). All
+        members must share the cutoff and the element table.
+    device
+        torch device.
+    dtype
+        ``"float32"`` or ``"float64"``: the members are converted to it.
+    threads
+        If given, ``torch.set_num_threads(threads)`` before each evaluation.
+    model_paths
+        Where the members came from (kept for provenance only).
+    **kwargs
+        Passed to :class:`ase.calculators.calculator.Calculator`.
+
+    Notes
+    -----
+    ``energy``/``forces``/``stress`` are committee means. ``stress`` is
+    computed only when requested and only for cells periodic in all three
+    directions (otherwise PropertyNotImplementedError).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]  # noqa: RUF012
+
+    def __init__(
+        self,
+        models: Sequence[Any],
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        threads: int | None = None,
+        model_paths: Sequence[Path] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if len(models) == 0:
+            raise ValueError("a committee needs at least one model")
+        mace = _import_mace()
+        torch_dtype = _torch_dtype(dtype)
+        self._mace = mace
+        self.device = device
+        self.dtype = dtype
+        self._torch_dtype = torch_dtype
+        self.threads = threads
+        self.model_paths = [Path(p) for p in model_paths] if model_paths is not None else None
+        self.models = []
+        for model in models:
+            model = model.to(device=device, dtype=torch_dtype)
+            model.eval()
+            for parameter in model.parameters():
+                parameter.requires_grad_(False)
+            self.models.append(model)
+        r_maxs = {round(float(m.r_max), 8) for m in self.models}
+        if len(r_maxs) != 1:
+            raise ValueError(f"committee members have different cutoffs: {sorted(r_maxs)}")
+        self.r_max_A = r_maxs.pop()
+        tables = {tuple(int(z) for z in m.atomic_numbers) for m in self.models}
+        if len(tables) != 1:
+            raise ValueError(f"committee members have different element tables: {sorted(tables)}")
+        zs = tables.pop()
+        self.z_table = mace.tools.AtomicNumberTable(list(zs))
+        heads = getattr(self.models[0], "heads", None) or ["Default"]
+        self.heads = list(heads)
+        self.head = "Default" if "Default" in self.heads else self.heads[-1]
+
+    @property
+    def n_members(self) -> int:
+        """Committee size M."""
+        return len(self.models)
+
+    def _graph(self, atoms: Atoms) -> dict[str, Any]:
+        """MACE's input dict for one configuration (neighbour list built once)."""
+        import torch
+
+        mace = self._mace
+        unknown = sorted({int(z) for z in atoms.numbers} - set(self.z_table.zs))
+        if unknown:
+            names = [chemical_symbols[z] for z in unknown]
+            raise ExplorationError(f"the committee was not trained on elements {names}")
+        saved_dtype = torch.get_default_dtype()
+        try:
+            torch.set_default_dtype(self._torch_dtype)
+            keyspec = mace.data.KeySpecification(info_keys={}, arrays_keys={})
+            config = mace.data.config_from_atoms(
+                atoms, key_specification=keyspec, head_name=self.head
+            )
+            data = mace.data.AtomicData.from_config(
+                config, z_table=self.z_table, cutoff=self.r_max_A, heads=self.heads
+            )
+            batch = mace.tools.torch_geometric.Batch.from_data_list([data]).to(self.device)
+        finally:
+            torch.set_default_dtype(saved_dtype)
+        return batch.to_dict()
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        """Evaluate every member on ``atoms`` (see the class notes for the results)."""
+        import torch
+
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        want_stress = "stress" in properties
+        if want_stress and not atoms.pbc.all():
+            raise PropertyNotImplementedError(
+                "stress needs a cell periodic in all three directions"
+            )
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        batch = self._graph(atoms)
+        n_atoms = len(atoms)
+        energies = np.empty(self.n_members)
+        forces = np.empty((self.n_members, n_atoms, 3))
+        stresses = np.empty((self.n_members, 6)) if want_stress else None
+        for m, model in enumerate(self.models):
+            out = model(dict(batch), training=False, compute_force=True, compute_stress=want_stress)
+            energies[m] = float(out["energy"].detach()[0])
+            forces[m] = out["forces"].detach().cpu().numpy()
+            if stresses is not None:
+                s = out["stress"].detach().cpu().numpy()[0]
+                stresses[m] = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        if not (np.all(np.isfinite(energies)) and np.all(np.isfinite(forces))):
+            logger.warning("committee returned non-finite energies or forces")
+        forces_std = force_deviation_per_atom(forces)
+        self.results = {
+            "energy": float(energies.mean()),
+            "free_energy": float(energies.mean()),
+            "forces": forces.mean(axis=0),
+            "energy_comm": energies,
+            "forces_comm": forces,
+            "energy_std": float(energies.std()),
+            "forces_std": forces_std,
+            "max_force_dev": float(forces_std.max()) if n_atoms else 0.0,
+        }
+        if stresses is not None:
+            self.results["stress"] = stresses.mean(axis=0)
+            self.results["stress_comm"] = stresses
+
+
+def load_committee(
+    model_paths: Sequence[Path],
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> CommitteeCalculator:
+    """Load MACE model files as one committee calculator.
+
+    Parameters
+    ----------
+    model_paths
+        ``.model`` files written by MACE (pickled modules), in member order.
+    device
+        torch device.
+    dtype
+        ``"float32"`` or ``"float64"``.
+
+    Returns
+    -------
+    CommitteeCalculator
+
+    Raises
+    ------
+    TrainingError
+        A file is missing or is not a loadable MACE model.
+    """
+    import torch
+
+    _import_mace()
+    paths = [Path(p) for p in model_paths]
+    if not paths:
+        raise TrainingError("no model files given")
+    models = []
+    saved_dtype = torch.get_default_dtype()
+    try:
+        for path in paths:
+            if not path.is_file():
+                raise TrainingError(f"model file not found: {path}")
+            try:
+                models.append(torch.load(path, map_location=device, weights_only=False))
+            except Exception as exc:  # torch/pickle raise many kinds for a bad file
+                raise TrainingError(f"cannot load MACE model {path}: {exc}") from exc
+    finally:
+        torch.set_default_dtype(saved_dtype)
+    try:
+        return CommitteeCalculator(models, device=device, dtype=dtype, model_paths=paths)
+    except ValueError as exc:
+        raise TrainingError(f"inconsistent committee {[str(p) for p in paths]}: {exc}") from exc

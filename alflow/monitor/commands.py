@@ -1,9 +1,98 @@
-"""CLI subcommands of alflow.monitor (registered by alflow.cli)."""
+"""CLI subcommands of alflow.monitor (registered by alflow.cli): webgui and report."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+_STORE_HELP = (
+    "store: a file (embedded, default alflow-store.bson) or mongodb:// URI; env ALFLOW_STORE"
+)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from alflow.settings import load_settings
+
+    return load_settings(overrides={"store": getattr(args, "store", None)})
+
+
+def _cmd_webgui(args: argparse.Namespace) -> int:
+    from alflow.monitor.live import LiveStore
+    from alflow.monitor.webgui import check_bind, create_app, make_server
+
+    check_bind(args.host, args.username, args.password)
+    settings = _settings(args)
+    live = LiveStore(
+        settings.store, store_name=settings.store_name, launchpad_name=settings.launchpad_name
+    )
+    app = create_app(live, username=args.username, password=args.password, refresh_s=args.refresh_s)
+    server = make_server(app, args.host, args.port)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{server.server_port}/"
+    mode = "read-only snapshot, reloaded when the file changes" if live.embedded else "live"
+    print(f"alflow webgui: {live.display} ({mode})", flush=True)
+    print(f"alflow webgui: FireWorks GUI at {url}  alflow pages at {url}alflow/", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("alflow webgui: stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from alflow.report.summary import write_report
+    from alflow.store import open_store
+
+    settings = _settings(args)
+    _, store = open_store(settings.store, db_name=settings.store_name, writable=False)
+    names = [args.campaign] if args.campaign else store.campaign_names()
+    if not names:
+        print("no campaigns in this store")
+        return 0
+    for name in names:
+        written = write_report(store, name, args.out)
+        print(f"campaign '{name}': " + ", ".join(str(p) for p in written))
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this package's subcommands to the `alflow` parser."""
+    """Add ``alflow webgui`` and ``alflow report`` to the ``alflow`` parser."""
+    webgui = subparsers.add_parser(
+        "webgui",
+        help="FireWorks web GUI for the store, with alflow's figures at /alflow (read-only)",
+        description=(
+            "Serve FireWorks' web GUI for the store's LaunchPad, plus alflow pages with each "
+            "campaign's figures and iterations. An embedded store is read, never written, and "
+            "reloaded when 'alflow run' saves it."
+        ),
+    )
+    webgui.add_argument("--store", help=_STORE_HELP)
+    webgui.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    webgui.add_argument("--port", type=int, default=5000, help="port (default 5000; 0: any free)")
+    webgui.add_argument("--username", help="basic-auth user (required off localhost)")
+    webgui.add_argument("--password", help="basic-auth password (required off localhost)")
+    webgui.add_argument(
+        "--refresh-s",
+        type=int,
+        default=5,
+        help="how often campaign pages check for new state (seconds, default 5)",
+    )
+    webgui.set_defaults(func=_cmd_webgui)
+
+    report = subparsers.add_parser(
+        "report", help="write a campaign's PNG figures and a Markdown summary"
+    )
+    report.add_argument("--campaign", help="one campaign (default: all)")
+    report.add_argument("--store", help=_STORE_HELP)
+    report.add_argument("--out", required=True, help="output directory")
+    report.set_defaults(func=_cmd_report)

@@ -1,0 +1,295 @@
+"""The alflow pages of the web GUI: a campaign's figures, iterations and workflows.
+
+A Flask blueprint mounted at ``/alflow`` on FireWorks' own web app. Pages
+extend FireWorks' ``base.html`` and reload themselves when the store changes
+(a small script polls ``/alflow/<campaign>/version``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import Counter, OrderedDict
+from typing import Any
+
+from alflow.errors import StoreError
+
+__all__ = ["FigureCache", "blueprint", "campaign_version", "campaign_workflows"]
+
+log = logging.getLogger(__name__)
+
+_INDEX = """{% extends "base.html" %}
+{% block title %}alflow campaigns{% endblock %}
+{% block content %}
+<h4>alflow campaigns</h4>
+<p class="text-muted">store: {{ store }}</p>
+{% if campaigns %}
+<table class="table table-condensed" id="alflow-campaigns">
+<tr><th>campaign</th><th>status</th><th>iterations</th><th>DFT labels</th><th>workflows</th></tr>
+{% for c in campaigns %}
+<tr><td><a href="{{ url_for('alflow.campaign', name=c.name) }}">{{ c.name }}</a></td>
+<td>{{ c.status }}</td><td>{{ c.iterations }}</td><td>{{ c.labels }}</td>
+<td><a href="/wf/metadata/campaign/{{ c.name | urlencode }}/">FireWorks view</a></td></tr>
+{% endfor %}
+</table>
+{% else %}<p>No campaigns in this store yet.</p>{% endif %}
+{% endblock %}
+"""
+
+_CAMPAIGN = """{% extends "base.html" %}
+{% block morehead %}
+<noscript><meta http-equiv="refresh" content="{{ refresh_s * 6 }}"></noscript>
+<style>
+.alflow-fig { max-width: 100%; border: 1px solid #ddd; margin: 6px 0 18px 0; }
+#alflow-iterations td, #alflow-iterations th,
+#alflow-workflows td, #alflow-workflows th { text-align: right; padding: 2px 8px; }
+</style>
+<script>
+(function () {
+  var version = {{ version | tojson }};
+  setInterval(function () {
+    fetch({{ url_for('alflow.version', name=name) | tojson }}, {cache: "no-store"})
+      .then(function (r) { return r.json(); })
+      .then(function (d) { if (d.version !== version) { window.location.reload(); } })
+      .catch(function () {});
+  }, {{ refresh_s * 1000 }});
+})();
+</script>
+{% endblock %}
+{% block title %}alflow: {{ name }}{% endblock %}
+{% block content %}
+<p><a href="{{ url_for('alflow.index') }}">&larr; all campaigns</a> &middot;
+<a href="/wf/metadata/campaign/{{ name | urlencode }}/">this campaign's workflows in FireWorks</a></p>
+<h4 id="alflow-campaign">campaign {{ name }}: <span id="alflow-status">{{ status }}</span></h4>
+{% if reason %}<p>{{ reason }}</p>{% endif %}
+<p>DFT labels spent: {{ labels }}{% if budget is not none %} of {{ budget }}{% endif %}
+&middot; DFT core-hours: {{ "%.2f" | format(core_hours) }}
+&middot; {{ holdout }}
+&middot; <span class="text-muted">updates by itself; state {{ version }}</span></p>
+
+<h5>Iterations</h5>
+<table class="table table-condensed" id="alflow-iterations">
+<tr><th>iter</th><th>state</th><th>explored</th><th>labeled</th><th>failed</th><th>rejected</th>
+<th>accurate</th><th>F-RMSE eV/Å</th><th>E-MAE meV/atom</th><th>window eV/Å</th>
+<th>labels total</th><th>core-h</th></tr>
+{% for r in rows %}
+<tr class="alflow-iteration"><td>{{ r.iteration }}</td><td>{{ r.state }}</td>
+<td>{{ dash(r.explored) }}</td><td>{{ r.labeled }}</td><td>{{ r.failed }}</td>
+<td>{{ r.rejected }}</td><td>{{ dash(r.accurate_fraction, "{:.1%}") }}</td>
+<td>{{ dash(r.force_rmse_eV_A, "{:.4f}") }}</td><td>{{ dash(r.energy_mae_meV_atom, "{:.2f}") }}</td>
+<td>{% if r.trust_lo_eV_A is not none %}{{ "%.3f" | format(r.trust_lo_eV_A) }}–{{ "%.3f" | format(r.trust_hi_eV_A) }}{% else %}–{% endif %}</td>
+<td>{{ dash(r.labels_spent_total) }}</td><td>{{ "%.2f" | format(r.core_hours) }}</td></tr>
+{% endfor %}
+</table>
+
+<h5>Workflows (one per iteration)</h5>
+<table class="table table-condensed" id="alflow-workflows">
+<tr><th>workflow</th><th>state</th><th>Fireworks by state</th></tr>
+{% for w in workflows %}
+<tr class="alflow-workflow"><td><a href="/wf/{{ w.fw_id }}">{{ w.name }}</a></td>
+<td class="{{ w.state }}">{{ w.state }}</td><td>{{ w.states }}</td></tr>
+{% endfor %}
+</table>
+
+<h5>Figures</h5>
+{% for fig in figures %}
+<div><b>{{ fig.title }}</b><br>
+<img class="alflow-fig" id="fig-{{ fig.name }}" alt="{{ fig.title }}" src="{{ fig.url }}"
+ onload="this.setAttribute('data-loaded', this.naturalWidth)"></div>
+{% endfor %}
+{% endblock %}
+"""
+
+_NAV = (
+    b'<div class="container" id="alflow-nav" style="margin-top:-10px">'
+    b'<a href="/alflow/">alflow campaigns: figures and iterations</a></div>'
+)
+
+
+class FigureCache:
+    """PNG bytes of recently drawn figures, keyed by (campaign, figure, state version)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str]) -> bytes | None:
+        """The cached PNG, or None."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[str, str, str], png: bytes) -> None:
+        """Remember a PNG, dropping the oldest beyond ``size``."""
+        with self._lock:
+            self._items[key] = png
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+def campaign_workflows(launchpad: Any, campaign: str) -> list[dict[str, Any]]:
+    """The campaign's workflows by iteration: name, state, first fw_id, Fireworks per state."""
+    out = []
+    for wf in launchpad.workflows.find(
+        {"metadata.campaign": campaign}, {"name": 1, "state": 1, "nodes": 1, "metadata": 1}
+    ).sort("metadata.iteration", 1):
+        states = Counter(
+            fw["state"]
+            for fw in launchpad.fireworks.find({"fw_id": {"$in": wf["nodes"]}}, {"state": 1})
+        )
+        out.append(
+            {
+                "name": wf["name"],
+                "state": wf["state"],
+                "fw_id": min(wf["nodes"]) if wf["nodes"] else 0,
+                "iteration": wf.get("metadata", {}).get("iteration"),
+                "states": ", ".join(f"{n} {s}" for s, n in sorted(states.items())),
+            }
+        )
+    return out
+
+
+def campaign_version(snapshot: Any, campaign: str) -> str:
+    """A string that changes when the campaign's state changes.
+
+    The embedded snapshot's file version; on a live server a fingerprint of
+    counts and update times (cheap, indexed queries).
+    """
+    if snapshot.version != "live":
+        return str(snapshot.version)
+    store, launchpad = snapshot.store, snapshot.launchpad
+    doc = store.campaigns.find_one({"name": campaign}, {"updated": 1, "status": 1}) or {}
+    latest = launchpad.fireworks.find_one(
+        {"spec.campaign": campaign}, {"updated_on": 1}, sort=[("updated_on", -1)]
+    )
+    parts = [
+        doc.get("status"),
+        doc.get("updated"),
+        store.iterations.count_documents({"campaign": campaign}),
+        store.structures.count_documents({"campaign": campaign}),
+        store.labels.count_documents({"campaign": campaign}),
+        (latest or {}).get("updated_on"),
+    ]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def _dash(value: Any, spec: str = "{}") -> str:
+    return "–" if value is None else spec.format(value)
+
+
+def blueprint() -> Any:
+    """A new Flask blueprint with the alflow pages (reads ``flask.g.alflow_snapshot``)."""
+    from flask import (
+        Blueprint,
+        Response,
+        abort,
+        current_app,
+        g,
+        jsonify,
+        render_template_string,
+        url_for,
+    )
+
+    from alflow.report.plots import FIGURES, render_figure
+    from alflow.report.summary import core_hours, iteration_rows, learning_curve
+
+    pages = Blueprint("alflow", __name__, url_prefix="/alflow")
+
+    def state() -> Any:
+        return current_app.extensions["alflow"]
+
+    def snapshot_for(name: str) -> Any:
+        snapshot = g.alflow_snapshot
+        if snapshot.store.campaigns.find_one({"name": name}, {"_id": 1}) is None:
+            abort(404, description=f"no campaign '{name}' in this store")
+        return snapshot
+
+    @pages.route("/")
+    def index() -> str:
+        snapshot = g.alflow_snapshot
+        store = snapshot.store
+        campaigns = [
+            {
+                "name": name,
+                "status": store.campaign(name)["status"],
+                "iterations": store.iterations.count_documents({"campaign": name}),
+                "labels": store.count_labels(name),
+            }
+            for name in store.campaign_names()
+        ]
+        return render_template_string(_INDEX, campaigns=campaigns, store=state().live.display)
+
+    @pages.route("/<name>/")
+    def campaign(name: str) -> str:
+        snapshot = snapshot_for(name)
+        store = snapshot.store
+        doc = store.campaign(name)
+        version = campaign_version(snapshot, name)
+        cost = core_hours(store, name)
+        curve = learning_curve(store, name)
+        figures = [
+            {
+                "name": fig,
+                "title": title,
+                "url": url_for("alflow.figure", name=name, figure=fig, v=version),
+            }
+            for fig, (title, _) in FIGURES.items()
+        ]
+        return render_template_string(
+            _CAMPAIGN,
+            name=name,
+            status=doc["status"],
+            reason=doc.get("reason"),
+            labels=store.count_labels(name),
+            budget=doc.get("config", {}).get("loop", {}).get("max_dft_labels"),
+            core_hours=float(cost.cumulative_core_hours[-1]) if len(cost.iteration) else 0.0,
+            holdout=(
+                "held-out errors recorded"
+                if curve.has_holdout
+                else "no held-out set: errors are on newly labeled frames"
+            ),
+            rows=iteration_rows(store, name),
+            workflows=campaign_workflows(snapshot.launchpad, name),
+            figures=figures,
+            version=version,
+            refresh_s=state().refresh_s,
+            dash=_dash,
+        )
+
+    @pages.route("/<name>/version")
+    def version(name: str) -> Any:
+        snapshot = snapshot_for(name)
+        return jsonify({"version": campaign_version(snapshot, name)})
+
+    @pages.route("/<name>/<figure>.png")
+    def figure(name: str, figure: str) -> Any:
+        if figure not in FIGURES:
+            abort(404, description=f"no figure '{figure}'")
+        snapshot = snapshot_for(name)
+        key = (name, figure, campaign_version(snapshot, name))
+        cache: FigureCache = state().figures
+        png = cache.get(key)
+        if png is None:
+            try:
+                png = render_figure(snapshot.store, name, figure)
+            except StoreError as exc:
+                abort(404, description=str(exc))
+            cache.put(key, png)
+        response = Response(png, mimetype="image/png")
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    return pages
+
+
+def inject_nav(body: bytes) -> bytes:
+    """Add a link to the alflow pages under FireWorks' page header."""
+    marker = b'<hr class="myhrline">'
+    if marker not in body or b'id="alflow-nav"' in body:
+        return body
+    return body.replace(marker, marker + _NAV, 1)

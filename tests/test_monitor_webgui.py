@@ -232,3 +232,51 @@ def test_basic_auth_covers_every_page(tmp_path: Path) -> None:
         assert client.get(page, headers=good).status_code == 200, page
     app.extensions["alflow"].username = app.extensions["alflow"].password = None
     app.config["WEBGUI_USERNAME"] = app.config["WEBGUI_PASSWORD"] = None
+
+
+def test_live_server_fingerprint_changes_with_the_campaign(tmp_path: Path) -> None:
+    """On a real server (no file to stat) the page version is a fingerprint of the state."""
+    from alflow.monitor.live import Snapshot
+    from alflow.monitor.pages import campaign_version
+    from alflow.store import Connection, Store
+    from alflow.workflow.launchpad import open_launchpad
+
+    server = build_store(tmp_path / "store.bson")
+    connection = Connection(client=server.client, store=str(server.path), embedded=server)
+    store = Store(server.client["alflow"])
+    snapshot = Snapshot(open_launchpad(connection), store, "live")
+    first = campaign_version(snapshot, CAMPAIGN)
+    assert campaign_version(snapshot, CAMPAIGN) == first
+    store.put_iteration(CAMPAIGN, 2, {"iteration": 2})
+    assert campaign_version(snapshot, CAMPAIGN) != first
+
+
+@pytest.mark.mongodb
+def test_webgui_on_a_mongodb_uri() -> None:
+    uri = os.environ.get("ALFLOW_TEST_MONGODB_URI")
+    if not uri:
+        pytest.skip("set ALFLOW_TEST_MONGODB_URI to a MongoDB server to run this test")
+    from test_report import fill_store
+
+    from alflow.monitor.live import LiveStore
+    from alflow.monitor.webgui import create_app
+    from alflow.store import connect
+    from alflow.store.store import Store
+    from alflow.workflow.builder import iteration_workflow
+    from alflow.workflow.launchpad import open_launchpad
+
+    suffix = f"{os.getpid()}"
+    store_name, lp_name = f"alflow_test_gui_{suffix}", f"fireworks_test_gui_{suffix}"
+    connection = connect(uri)
+    try:
+        fill_store(Store(connection.client[store_name]))
+        open_launchpad(connection, lp_name).add_wf(iteration_workflow(CONFIG, 0))
+        live = LiveStore(uri, store_name=store_name, launchpad_name=lp_name)
+        client = create_app(live).test_client()
+        assert b"demo iteration 0" in client.get("/").data
+        page = client.get(f"/alflow/{CAMPAIGN}/").data
+        assert b"demo iteration 0" in page
+        assert client.get(f"/alflow/{CAMPAIGN}/parity.png").data.startswith(PNG_MAGIC)
+    finally:
+        connection.client.drop_database(store_name)
+        connection.client.drop_database(lp_name)

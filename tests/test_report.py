@@ -282,6 +282,17 @@ def test_label_outcomes_and_core_hours(store: Any) -> None:
     assert rows[0]["core_hours"] == pytest.approx(hours_0)
 
 
+def test_label_cost_counts_retries() -> None:
+    from alflow.report.summary import label_cost
+
+    assert label_cost({"wall_s": 10.0, "cores": 4}) == (10.0, 4)
+    retried = {"wall_s": 10.0, "cores": 4, "attempts": [{"wall_s": 30.0}, {"wall_s": 10.0}]}
+    assert label_cost(retried) == (40.0, 4)
+    failed = {"ok": False, "attempts": [{"wall_s": 5.0, "cores": 2}, {"wall_s": 7.0}]}
+    assert label_cost(failed) == (12.0, 2)
+    assert label_cost({"ok": False, "attempts": [{"wall_s": 5.0}]}) == (5.0, None)
+
+
 def test_figures_are_pngs_with_the_data(store: Any) -> None:
     from alflow.report.plots import (
         FIGURES,

@@ -30,6 +30,7 @@ __all__ = [
     "UncertaintyData",
     "core_hours",
     "iteration_rows",
+    "label_cost",
     "label_outcomes",
     "learning_curve",
     "markdown_summary",
@@ -258,7 +259,8 @@ class CoreHours:
     iteration
         Iterations with at least one DFT calculation.
     core_hours
-        Σ wall_s × cores / 3600 of the campaign's labels (failed ones included).
+        Σ wall_s × cores / 3600 of the campaign's labels (failed ones and
+        retries included, see :func:`label_cost`).
     cumulative_core_hours
         Running total.
     n_calculations
@@ -274,18 +276,34 @@ class CoreHours:
     n_without_timing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
 
+def label_cost(label: dict[str, Any]) -> tuple[float | None, int | None]:
+    """(wall seconds, cores) a label's DFT calculation cost, retries included.
+
+    The wall time is the sum over ``attempts`` when they record it (a label's
+    own ``wall_s`` is its successful attempt only), else ``wall_s``. Cores come
+    from the label, else from its attempts; None when unknown.
+    """
+    attempts = [a for a in label.get("attempts") or [] if isinstance(a, dict)]
+    timed = [float(a["wall_s"]) for a in attempts if a.get("wall_s") is not None]
+    wall_s = sum(timed) if timed else label.get("wall_s")
+    cores = label.get("cores")
+    if cores is None:
+        cores = next((a["cores"] for a in attempts if a.get("cores") is not None), None)
+    return (None if wall_s is None else float(wall_s)), (None if cores is None else int(cores))
+
+
 def core_hours(store: Store, campaign: str) -> CoreHours:
     """DFT core-hours spent per iteration and cumulatively."""
     hours: dict[int, float] = {}
     count: dict[int, int] = {}
     untimed: dict[int, int] = {}
     for label in store.labels.find(
-        {"campaign": campaign}, {"iteration": 1, "wall_s": 1, "cores": 1}
+        {"campaign": campaign}, {"iteration": 1, "wall_s": 1, "cores": 1, "attempts": 1}
     ):
         iteration = int(label.get("iteration") or 0)
         count[iteration] = count.get(iteration, 0) + 1
         hours.setdefault(iteration, 0.0)
-        wall_s, cores = label.get("wall_s"), label.get("cores")
+        wall_s, cores = label_cost(label)
         if wall_s is None or cores is None:
             untimed[iteration] = untimed.get(iteration, 0) + 1
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 from alflow.errors import LabelingError
@@ -81,6 +82,8 @@ def label_structure(ctx: StepContext, iteration: int, key: str) -> dict[str, Any
                 "parameters": labeler.parameters(),
                 "parameters_hash": parameters_hash,
                 "error": str(exc),
+                "host": socket.gethostname(),
+                "cores": ctx.settings.mpi_ranks if labeler.code == "gpaw" else 1,
                 "attempts": list(getattr(exc, "attempts", [])),
             },
         )

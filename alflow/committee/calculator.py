@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,13 @@ def _import_mace() -> Any:
     saved_env = os.environ.get(_ENV_WEIGHTS)
     saved_dtype = torch.get_default_dtype()
     try:
-        import mace.data
-        import mace.modules
-        import mace.tools.torch_geometric
+        with warnings.catch_warnings():
+            # e3nn loads its constants with torch.load while mace's variable is set
+            warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
+            warnings.filterwarnings("ignore", message=".*[Cc]uequivariance.*")
+            import mace.data
+            import mace.modules  # (its classes are needed to unpickle models)
+            import mace.tools.torch_geometric
     finally:
         torch.set_default_dtype(saved_dtype)
         if saved_env is None:

@@ -83,7 +83,6 @@ class FakeCommittee(Calculator):
         self.reference_volume_A3_per_atom = reference_volume_A3_per_atom
         self.strain_scale = strain_scale
         self.energy_noise_eV_atom = energy_noise_eV_atom
-        self._emt = EMT()
 
     def _rng(self, atoms: Atoms) -> np.random.Generator:
         """Generator seeded by the seed and the configuration (order independent)."""
@@ -130,7 +129,7 @@ class FakeCommittee(Calculator):
                 "stress needs a cell periodic in all three directions"
             )
         reference = atoms.copy()
-        reference.calc = self._emt
+        reference.calc = EMT()  # a fresh one: bitwise reproducible, whatever came before
         energy = float(reference.get_potential_energy())
         forces = reference.get_forces()
         n_atoms = len(atoms)

@@ -432,6 +432,8 @@ def _attempt(
     errors = parse_error_table(log_text)
     nan_metrics = any(not math.isfinite(v) for v in errors.values())
     if _is_nan_loss(records) or nan_metrics or re.search(r"loss=\s*nan", log_text, re.IGNORECASE):
+        for suffix in (".model", "_compiled.model"):  # never leave a NaN model behind
+            (workdir / f"{name}{suffix}").unlink(missing_ok=True)
         raise _DivergedError(f"NaN loss or metrics (seed {seed}); log: {log_path}")
     model_path = workdir / f"{name}.model"
     if returncode != 0 or not model_path.exists():
@@ -524,6 +526,17 @@ def train_member(
     write(
         workdir / "valid.xyz", [_to_training_atoms(frames[i]) for i in valid_idx], format="extxyz"
     )
+
+    if previous_model is not None:
+        previous_model = Path(previous_model).resolve()
+        if not previous_model.is_file():
+            raise TrainingError(f"previous model not found: {previous_model}")
+        if previous_model.parent == workdir or workdir in previous_model.parents:
+            # this run cleans its workdir first: keep the previous model out of the way
+            kept = workdir / f"{name}.previous.model"
+            if previous_model != kept:
+                shutil.copyfile(previous_model, kept)
+            previous_model = kept
 
     symbols = sorted({s for atoms in frames for s in atoms.get_chemical_symbols()})
     e0s_source: str

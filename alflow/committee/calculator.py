@@ -222,6 +222,7 @@ def load_committee(
     *,
     device: str = "cpu",
     dtype: str = "float32",
+    threads: int | None = None,
 ) -> CommitteeCalculator:
     """Load MACE model files as one committee calculator.
 
@@ -233,6 +234,8 @@ def load_committee(
         torch device.
     dtype
         ``"float32"`` or ``"float64"``.
+    threads
+        If given, torch's intra-op threads are set to it before each evaluation.
 
     Returns
     -------
@@ -262,6 +265,8 @@ def load_committee(
     finally:
         torch.set_default_dtype(saved_dtype)
     try:
-        return CommitteeCalculator(models, device=device, dtype=dtype, model_paths=paths)
+        return CommitteeCalculator(
+            models, device=device, dtype=dtype, threads=threads, model_paths=paths
+        )
     except ValueError as exc:
         raise TrainingError(f"inconsistent committee {[str(p) for p in paths]}: {exc}") from exc

@@ -27,13 +27,22 @@ log = logging.getLogger("alflow")
 
 
 def _configure_logging(verbose: int) -> None:
+    """alflow's log lines on stderr; FireWorks' own chatter only from warnings up."""
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose >= 0 else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("alflow").setLevel(level)
+    alflow_logger = logging.getLogger("alflow")
+    alflow_logger.handlers[:] = [handler]
+    alflow_logger.setLevel(level)
+    alflow_logger.propagate = False
+    # FireWorks adds a stdout handler to these loggers unless one exists: give
+    # them a quiet one (FireWorks' debug lines stay in its own log files).
+    quiet = logging.StreamHandler(sys.stderr)
+    quiet.setLevel(logging.DEBUG if verbose > 2 else logging.WARNING)
+    for name in ("launchpad", "rocket.launcher"):
+        fw_logger = logging.getLogger(name)
+        fw_logger.handlers[:] = [quiet]
+        fw_logger.propagate = False
 
 
 def _clock(seconds: float) -> str:

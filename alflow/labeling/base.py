@@ -278,8 +278,11 @@ def isolated_atom_energies(
 ) -> dict[str, float]:
     """Energy of each element's isolated atom (the E0s of a MACE training set).
 
-    GPAW: one spin-polarised atom (Hund's-rule moment) in a non-periodic
-    box, Γ point only. EMT: the EMT energy of a lone atom. The values are
+    A labeler with an ``isolated_atom_energy(symbol, workdir, *, vacuum_A)``
+    method computes it its own way (GPAW: one spin-polarised atom with its
+    Hund's-rule moment fixed, Fermi–Dirac 0.01 eV, in a non-periodic box, Γ
+    point only; EMT: the EMT energy of a lone atom); any other labeler
+    labels one atom in a non-periodic box. The values are
     consistent with :meth:`Labeler.label` energies of the same labeler, so
     compute them once per parameter set and cache them under
     ``labeler.parameters_hash()``.

@@ -23,8 +23,8 @@ with ``GPAW_MPI_BACKEND=cgpaw``). The GPAW log goes to ``gpaw.txt``.
   code_version; exit status 0;
 - ``"scf_failed"``: the SCF did not converge or gave a non-finite energy;
   ``error`` says which; exit status 2;
-- ``"error"``: any other exception, ``error`` holds the traceback tail;
-  exit status 1.
+- ``"error"``: any other exception: ``error`` names it, ``traceback``
+  holds the tail of the traceback; exit status 1.
 
 A process that dies without writing ``result.json`` (killed, out of memory)
 is the labeler's to diagnose from the exit status and the logs.
@@ -282,7 +282,8 @@ def run(input_path: Path, result_path: Path) -> int:
             status = EXIT_SCF_FAILED
     except Exception as exc:
         result["status"] = "error"
-        result["error"] = "".join(traceback.format_exception(exc)[-6:])
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["traceback"] = "".join(traceback.format_exception(exc)[-6:])
         status = EXIT_ERROR
     result["wall_s"] = time.perf_counter() - start
     if rank == 0:

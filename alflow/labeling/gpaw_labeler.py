@@ -360,7 +360,10 @@ class GPAWLabeler:
         if result is not None and not timed_out:
             record["status"] = result["status"]
             record["error"] = result.get("error")
-            record["fault"] = result.get("fault")
+            if result.get("fault"):
+                record["fault"] = result["fault"]
+            if result.get("traceback"):
+                record["traceback"] = result["traceback"]
             if result["status"] == "ok" and returncode == EXIT_OK:
                 return record, result
             if result["status"] == "ok":

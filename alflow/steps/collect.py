@@ -183,13 +183,14 @@ def collect_iteration(
     store.set_campaign_status(
         campaign, decision.status, None if decision.go_on else decision.reason
     )
+    rmse = figures["errors"]["force_rmse_eV_A"]
     log.info(
-        "iteration %d closed: %d labeled, %d failed, accurate %s, force RMSE %s → %s",
+        "iteration %d closed: %d labeled, %d failed, accurate %s, force RMSE on new labels %s → %s",
         iteration,
         counts["labeled"],
         counts["failed"],
         "n/a" if figures["accurate_fraction"] is None else f"{figures['accurate_fraction']:.0%}",
-        figures["errors"]["force_rmse_eV_A"],
+        "n/a" if rmse is None else f"{rmse:.3f} eV/Å",
         decision.reason,
     )
     return decision

@@ -12,6 +12,8 @@ libscalapack-openmpi-dev:
 - ScaLAPACK from ``libscalapack-openmpi.so`` (Debian's name; there is no
   plain ``libscalapack.so``),
 - libxc (``libxc.so``), already in GPAW's default ``libraries``.
+
+All of them live in /usr/lib/<multiarch>, on the linker's default path.
 """
 
 # ruff: noqa
@@ -28,5 +30,3 @@ libraries += ["fftw3"]
 
 scalapack = True
 libraries += ["scalapack-openmpi"]
-
-library_dirs += ["/usr/lib/x86_64-linux-gnu"]

@@ -76,7 +76,8 @@ class LabelResult:
     ----------
     energy_eV
         Total energy (eV), in the code's own zero (GPAW: relative to its
-        reference atoms; EMT: EMT's zero).
+        reference atoms, extrapolated to zero smearing as ASE's potential
+        energy; EMT: EMT's zero).
     forces_eV_A
         Forces (eV/Å), shape (N, 3).
     stress_eV_A3

@@ -156,6 +156,18 @@ class ExplorationConfig(Strict):
     timestep_fs: float = Field(default=2.0, gt=0, le=10)
     friction_per_fs: float = Field(default=0.01, gt=0, description="Langevin friction.")
     sample_interval_steps: int = Field(default=10, ge=1, description="Frames saved every N steps.")
+    committee_interval_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="Full committee evaluated every N steps (uncertainty checked there); "
+        "must divide sample_interval_steps. None: sample_interval_steps.",
+    )
+    propagator: Literal["member", "mean"] = Field(
+        default="member",
+        description="member: MD forces of one member (walker w uses member w mod M), full "
+        "committee only every committee_interval_steps; mean: committee mean at every step "
+        "(M times the cost).",
+    )
     seed: int = 0
     max_temperature_factor: float = Field(
         default=3.0, gt=1, description="Stop a walker above this × its target temperature."
@@ -164,6 +176,21 @@ class ExplorationConfig(Strict):
         default=True,
         description="Also start walkers from structures labeled in earlier iterations.",
     )
+
+    @property
+    def committee_every_steps(self) -> int:
+        """Steps between full committee evaluations (resolves the None default)."""
+        return self.committee_interval_steps or self.sample_interval_steps
+
+    @model_validator(mode="after")
+    def _committee_interval(self) -> ExplorationConfig:
+        if self.sample_interval_steps % self.committee_every_steps:
+            raise ValueError(
+                f"committee_interval_steps ({self.committee_interval_steps}) must divide "
+                f"sample_interval_steps ({self.sample_interval_steps}): frames are saved "
+                "only where the full committee was evaluated"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- selection
@@ -189,9 +216,77 @@ class SelectionConfig(Strict):
     trust_hi_eV_A: float = Field(
         default=0.5, gt=0, description="Above it a frame is failed (unphysical), not labeled."
     )
-    max_per_iteration: int = Field(default=8, ge=1, description="DFT budget per iteration.")
+    max_per_iteration: int = Field(
+        default=8, ge=1, description="DFT budget per iteration (audit frames included)."
+    )
+    deviation: Literal["absolute", "relative"] = Field(
+        default="absolute",
+        description="absolute: max per-atom force deviation (eV/Å, DP-GEN's max_devi_f); "
+        "relative: that divided by (mean per-atom |F| of the committee mean + relative_eps_eV_A).",
+    )
+    relative_eps_eV_A: float = Field(
+        default=1.0, gt=0, description="Force added to the denominator of the relative form (eV/Å)."
+    )
+    trust_lo_relative: float = Field(
+        default=0.05, ge=0, description="Lower bound of the window in the relative form."
+    )
+    trust_hi_relative: float = Field(
+        default=0.5, gt=0, description="Upper bound of the window in the relative form."
+    )
+    calibrate: bool = Field(
+        default=True,
+        description="Set the window each iteration from the fit deviation → true force error "
+        "on the campaign's labeled frames; the fixed window is the fallback.",
+    )
+    target_force_error_eV_A: float = Field(
+        default=0.15,
+        gt=0,
+        description="Largest per-atom force error (eV/Å) a frame may have to count as accurate "
+        "(calibration target; same statistic as the max deviation).",
+    )
+    calibration_min_points: int = Field(
+        default=12, ge=3, description="Labeled frames needed before the window is calibrated."
+    )
+    calibration_min_spearman: float = Field(
+        default=0.3,
+        ge=-1,
+        le=1,
+        description="Below this rank correlation the fit is not trusted: fixed window.",
+    )
+    calibration_confidence: float = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="Probability that a frame at the calibrated trust_lo has an error below the "
+        "target (0.5: the fitted median; higher is more conservative).",
+    )
+    calibrated_hi_factor: float = Field(
+        default=10.0, gt=1, description="Calibrated trust_hi = this × calibrated trust_lo."
+    )
+    calibration_clamp_factor: float = Field(
+        default=10.0,
+        ge=1,
+        description="The calibrated trust_lo stays within [fixed lo / f, fixed lo × f].",
+    )
+    audit_per_iteration: int = Field(
+        default=2,
+        ge=0,
+        description="Random frames from the accurate class labeled each iteration (at most half "
+        "the budget) to calibrate below the window.",
+    )
     diversity: Literal["fps", "none"] = Field(
         default="fps", description="fps: farthest-point sampling on structure descriptors."
+    )
+    descriptor: Literal["auto", "mace", "rdf"] = Field(
+        default="auto",
+        description="FPS descriptors: mace (mean invariant node features of the committee's "
+        "first member), rdf (species-resolved radial distribution), auto: mace if the "
+        "committee loads, else rdf.",
+    )
+    rescore_pending: bool = Field(
+        default=True,
+        description="Re-score frames of earlier iterations still queued for DFT with the new "
+        "committee and drop those now accurate.",
     )
     sanity: SanityConfig = SanityConfig()
     seed: int = 0
@@ -200,7 +295,15 @@ class SelectionConfig(Strict):
     def _window(self) -> SelectionConfig:
         if self.trust_hi_eV_A <= self.trust_lo_eV_A:
             raise ValueError("trust_hi_eV_A must be larger than trust_lo_eV_A")
+        if self.trust_hi_relative <= self.trust_lo_relative:
+            raise ValueError("trust_hi_relative must be larger than trust_lo_relative")
         return self
+
+    def fixed_window(self) -> tuple[float, float]:
+        """The configured (uncalibrated) window in the units of ``deviation``."""
+        if self.deviation == "relative":
+            return self.trust_lo_relative, self.trust_hi_relative
+        return self.trust_lo_eV_A, self.trust_hi_eV_A
 
 
 # --------------------------------------------------------------------------- labeling
@@ -275,6 +378,12 @@ class LoopConfig(Strict):
         default=0.1,
         gt=0,
         description="...and the committee's force RMSE on new labels is below this.",
+    )
+    converged_window_iterations: int = Field(
+        default=1,
+        ge=1,
+        description="The accurate fraction is pooled over this many last iterations "
+        "(the campaign cannot converge before it has run that many).",
     )
 
 

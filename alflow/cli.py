@@ -149,11 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=_cmd_status)
 
+    from alflow.cluster.commands import register as register_cluster
     from alflow.monitor.commands import register as register_monitor
     from alflow.query.commands import register as register_query
 
     register_query(sub)
     register_monitor(sub)
+    register_cluster(sub)
     return parser
 
 

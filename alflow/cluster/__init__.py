@@ -1,0 +1,1 @@
+"""Running campaigns on clusters: FireWorks worker/queue files, Slurm, offline launches."""

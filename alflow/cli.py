@@ -81,7 +81,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     log.info("campaign '%s': store %s", config.name, settings.store)
     outcome = run_campaign(config, settings, retry_fizzled=args.retry_fizzled, progress=progress)
-    log.info("campaign '%s' %s: %s", config.name, outcome.status, outcome.reason)
+    log.info("campaign '%s' ended (%s): %s", config.name, outcome.status, outcome.reason)
     return 0 if outcome.status in ("converged", "stopped") else 1
 
 

@@ -118,9 +118,8 @@ def open_database(
     db = connection.client[db_name]
     if writable:
         ensure_query_indexes(db)
-    use_snapshot = engine == "snapshot" or (
-        engine == "auto" and connection.embedded is not None and not writable
-    )
+    snapshot = not writable and not is_mongodb_uri(store)
+    use_snapshot = engine == "snapshot" or (engine == "auto" and snapshot)
     chosen: MongoEngine | SnapshotEngine = MongoEngine(db)
     if use_snapshot:
         try:
@@ -132,16 +131,55 @@ def open_database(
 
 
 def _fresh_snapshot(store: str) -> Connection:
-    """Read an embedded store file into a new, unshared, read-only server."""
-    from alflow.store.embedded import EmbeddedServer
+    """Read an embedded store file into a new, unshared, read-only mongomock server.
 
-    path = Path(store)
+    The file is read directly (the format of :mod:`alflow.store.embedded`),
+    without the writer's lock, and every document is inserted *before* the
+    indexes are created: mongomock checks a unique index on each insert by
+    scanning the collection, so inserting into an indexed collection is
+    quadratic (hours for 100,000 structures), while creating the index
+    afterwards takes milliseconds.
+    """
+    import bson
+    import mongomock
+    import mongomock.gridfs
+
+    path = Path(store).resolve()
     if not path.exists():
-        raise StoreError(
-            f"no alflow store at {path.resolve()} (run a campaign first, or pass --store)"
-        )
-    server = EmbeddedServer(path, writable=False)
-    return Connection(client=server.client, store=str(server.path), embedded=server)
+        raise StoreError(f"no alflow store at {path} (run a campaign first, or pass --store)")
+    mongomock.gridfs.enable_gridfs_integration()
+    client: Any = mongomock.MongoClient()
+    indexes: list[dict[str, Any]] = []
+    batch: list[dict[str, Any]] = []
+    where: tuple[str, str] | None = None
+    try:
+        with open(path, "rb") as handle:
+            records = bson.decode_file_iter(handle)
+            header = next(records, None)
+            if header is None or header.get("format") != "alflow-embedded-store":
+                raise StoreError(f"{path} is not an alflow embedded store")
+            for record in records:
+                if "doc" not in record:
+                    indexes.append(record)
+                    continue
+                target = (record["db"], record["coll"])
+                if target != where or len(batch) >= 10_000:
+                    if batch and where is not None:
+                        client[where[0]][where[1]].insert_many(batch)
+                    batch, where = [], target
+                batch.append(record["doc"])
+    except (OSError, bson.errors.BSONError) as exc:
+        raise StoreError(f"cannot read embedded store {path}: {exc}") from None
+    if batch and where is not None:
+        client[where[0]][where[1]].insert_many(batch)
+    for record in indexes:
+        collection = client[record["db"]][record["coll"]]
+        for name, spec in record["indexes"].items():
+            if name != "_id_":
+                options = {k: v for k, v in spec.items() if k in ("unique", "sparse")}
+                collection.create_index([tuple(k) for k in spec["key"]], name=name, **options)
+    log.debug("read-only snapshot of %s loaded", path)
+    return Connection(client=client, store=str(path))
 
 
 class Database:
@@ -365,9 +403,8 @@ class Database:
         }
 
     def close(self) -> None:
-        """Close a server connection (nothing to do for a snapshot)."""
-        if self.connection.embedded is None:
-            self.connection.client.close()
+        """Close the client (a snapshot is simply dropped)."""
+        self.connection.client.close()
 
 
 def voigt_stress(stress: Any) -> np.ndarray | None:

@@ -1,12 +1,28 @@
 """An ASE calculator that evaluates a committee of MACE models on one graph.
 
-Each call builds the neighbour list and MACE's graph once and runs every
-member on it; stress (and its displacement derivative) is only computed when
-asked for, and only for 3D-periodic cells. Besides ASE's ``energy``,
-``free_energy``, ``forces`` and ``stress`` (committee means), the results hold
+Each call builds the neighbour list and MACE's graph once and runs the
+members on it; stress (and its displacement derivative) is only computed when
+asked for (or always, with ``always_stress``), and only for 3D-periodic cells.
 
-- ``energy_comm`` (M,) eV, ``forces_comm`` (M, N, 3) eV/Å, ``stress_comm``
-  (M, 6) eV/Å³ when stress was computed;
+Two ways to drive molecular dynamics:
+
+- ``propagator=None`` (committee mean): every call runs every member;
+  ``energy``/``forces``/``stress`` are the committee means and the results
+  also hold the committee keys below. M model evaluations per MD step.
+- ``propagator=m`` (one member): every call runs member *m* only, and
+  ``energy``/``forces``/``stress`` are member *m*'s, a smooth, conservative
+  potential energy surface for the integrator. :meth:`CommitteeCalculator.
+  evaluate_committee` runs the other M - 1 members on the graph that member
+  *m* already used (same neighbour list, no rebuild) and returns the
+  committee results; the walker calls it at its sampling interval. With an
+  interval of k steps an MD step costs ``1 + (M - 1)/k`` model evaluations.
+
+Committee keys (in ``results`` with ``propagator=None``, in the dict that
+:meth:`~CommitteeCalculator.evaluate_committee` returns either way):
+
+- ``energy``/``forces`` committee means, ``energy_comm`` (M,) eV,
+  ``forces_comm`` (M, N, 3) eV/Å, ``stress_comm`` (M, 6) eV/Å³ when stress
+  was computed for every member;
 - ``energy_std`` (eV): population standard deviation of the total energy;
 - ``forces_std`` (N,) eV/Å: per-atom force deviation (DP-GEN definition);
 - ``max_force_dev`` (eV/Å): its largest value, the selection score.
@@ -19,6 +35,7 @@ MACE code changes torch's default dtype; both are restored here.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -87,14 +104,21 @@ class CommitteeCalculator(Calculator):
         If given, ``torch.set_num_threads(threads)`` before each evaluation.
     model_paths
         Where the members came from (kept for provenance only).
+    propagator
+        None: every call evaluates the whole committee and returns its mean.
+        A member index *m*: every call evaluates member *m* only (the forces
+        that propagate MD); :meth:`evaluate_committee` adds the others.
+    always_stress
+        Compute stress with every call on 3D-periodic cells (NPT asks for
+        forces and stress separately: this saves the second evaluation).
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator`.
 
     Notes
     -----
-    ``energy``/``forces``/``stress`` are committee means. ``stress`` is
-    computed only when requested and only for cells periodic in all three
-    directions (otherwise PropertyNotImplementedError).
+    See the module docstring for the result keys. ``stress`` is computed
+    only when requested (or ``always_stress``) and only for cells periodic in
+    all three directions (otherwise PropertyNotImplementedError).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]  # noqa: RUF012
@@ -107,11 +131,15 @@ class CommitteeCalculator(Calculator):
         dtype: str = "float32",
         threads: int | None = None,
         model_paths: Sequence[Path] | None = None,
+        propagator: int | None = None,
+        always_stress: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if len(models) == 0:
             raise ValueError("a committee needs at least one model")
+        if propagator is not None and not 0 <= propagator < len(models):
+            raise ValueError(f"propagator must be a member index < {len(models)}, got {propagator}")
         mace = _import_mace()
         torch_dtype = _torch_dtype(dtype)
         self._mace = mace
@@ -119,6 +147,8 @@ class CommitteeCalculator(Calculator):
         self.dtype = dtype
         self._torch_dtype = torch_dtype
         self.threads = threads
+        self.propagator = propagator
+        self.always_stress = always_stress
         self.model_paths = [Path(p) for p in model_paths] if model_paths is not None else None
         self.models = []
         for model in models:
@@ -139,6 +169,11 @@ class CommitteeCalculator(Calculator):
         heads = getattr(self.models[0], "heads", None) or ["Default"]
         self.heads = list(heads)
         self.head = "Default" if "Default" in self.heads else self.heads[-1]
+        # graph and per-member outputs of the last configuration (reused by evaluate_committee)
+        self._batch: dict[str, Any] | None = None
+        self._member_outputs: dict[int, tuple[float, np.ndarray, np.ndarray | None]] = {}
+        self.model_evaluations = 0  # members run so far (a cost counter)
+        self.committee_evaluations = 0  # evaluate_committee calls that ran members
 
     @property
     def n_members(self) -> int:
@@ -169,40 +204,32 @@ class CommitteeCalculator(Calculator):
             torch.set_default_dtype(saved_dtype)
         return batch.to_dict()
 
-    def calculate(
-        self,
-        atoms: Atoms | None = None,
-        properties: Sequence[str] = ("energy",),
-        system_changes: Sequence[str] = all_changes,
-    ) -> None:
-        """Evaluate every member on ``atoms`` (see the class notes for the results)."""
-        import torch
-
-        super().calculate(atoms, properties, system_changes)
-        atoms = self.atoms
-        want_stress = "stress" in properties
-        if want_stress and not atoms.pbc.all():
-            raise PropertyNotImplementedError(
-                "stress needs a cell periodic in all three directions"
+    def _run_members(self, members: Sequence[int], want_stress: bool) -> None:
+        """Run ``members`` on the cached graph and cache (energy, forces, stress) per member."""
+        if self._batch is None:
+            raise RuntimeError("internal: no graph built before running members")
+        for m in members:
+            out = self.models[m](
+                dict(self._batch), training=False, compute_force=True, compute_stress=want_stress
             )
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
-        batch = self._graph(atoms)
-        n_atoms = len(atoms)
-        energies = np.empty(self.n_members)
-        forces = np.empty((self.n_members, n_atoms, 3))
-        stresses = np.empty((self.n_members, 6)) if want_stress else None
-        for m, model in enumerate(self.models):
-            out = model(dict(batch), training=False, compute_force=True, compute_stress=want_stress)
-            energies[m] = float(out["energy"].detach()[0])
-            forces[m] = out["forces"].detach().cpu().numpy()
-            if stresses is not None:
+            energy = float(out["energy"].detach()[0])
+            forces = out["forces"].detach().cpu().numpy().astype(float)
+            stress = None
+            if want_stress:
                 s = out["stress"].detach().cpu().numpy()[0]
-                stresses[m] = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+                stress = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]].astype(float)
+            self._member_outputs[m] = (energy, forces, stress)
+            self.model_evaluations += 1
+
+    def _committee_results(self, n_atoms: int) -> dict[str, Any]:
+        """Committee statistics from the cached outputs of every member."""
+        outputs = [self._member_outputs[m] for m in range(self.n_members)]
+        energies = np.array([o[0] for o in outputs])
+        forces = np.stack([o[1] for o in outputs]) if n_atoms else np.zeros((self.n_members, 0, 3))
         if not (np.all(np.isfinite(energies)) and np.all(np.isfinite(forces))):
             logger.warning("committee returned non-finite energies or forces")
         forces_std = force_deviation_per_atom(forces)
-        self.results = {
+        results: dict[str, Any] = {
             "energy": float(energies.mean()),
             "free_energy": float(energies.mean()),
             "forces": forces.mean(axis=0),
@@ -212,9 +239,81 @@ class CommitteeCalculator(Calculator):
             "forces_std": forces_std,
             "max_force_dev": float(forces_std.max()) if n_atoms else 0.0,
         }
-        if stresses is not None:
-            self.results["stress"] = stresses.mean(axis=0)
-            self.results["stress_comm"] = stresses
+        if all(o[2] is not None for o in outputs):
+            stresses = np.stack([o[2] for o in outputs])
+            results["stress"] = stresses.mean(axis=0)
+            results["stress_comm"] = stresses
+        return results
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        """Evaluate the committee (or the propagating member) on ``atoms``.
+
+        See the class and module notes for the results.
+        """
+        import torch
+
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        want_stress = "stress" in properties or (self.always_stress and atoms.pbc.all())
+        if want_stress and not atoms.pbc.all():
+            raise PropertyNotImplementedError(
+                "stress needs a cell periodic in all three directions"
+            )
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        self._batch = self._graph(atoms)
+        self._member_outputs = {}
+        if self.propagator is None:
+            self._run_members(range(self.n_members), want_stress)
+            self.results = self._committee_results(len(atoms))
+            self.committee_evaluations += 1
+            return
+        self._run_members([self.propagator], want_stress)
+        energy, forces, stress = self._member_outputs[self.propagator]
+        if not (math.isfinite(energy) and np.all(np.isfinite(forces))):
+            logger.warning("member %d returned non-finite energy or forces", self.propagator)
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+        if stress is not None:
+            self.results["stress"] = stress
+
+    def evaluate_committee(self, atoms: Atoms) -> dict[str, Any]:
+        """Committee results at ``atoms``'s configuration, reusing what was computed there.
+
+        With ``propagator=m`` and ``atoms`` unchanged since the last
+        calculation (the MD step just computed its forces), only the other
+        M - 1 members run, on the same graph. ``self.results`` (what the
+        integrator uses) is left as it is.
+
+        Parameters
+        ----------
+        atoms
+            The configuration (usually the walker's atoms).
+
+        Returns
+        -------
+        dict
+            The committee keys of the module docstring (``energy``/``forces``
+            are committee means).
+        """
+        import torch
+
+        if self.calculation_required(atoms, ["forces"]) or self._batch is None:
+            self.calculate(atoms, ["energy", "forces"], all_changes)
+        if self.propagator is None:
+            return dict(self.results)
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        missing = [m for m in range(self.n_members) if m not in self._member_outputs]
+        want_stress = self._member_outputs[self.propagator][2] is not None
+        self._run_members(missing, want_stress)
+        if missing:
+            self.committee_evaluations += 1
+        return self._committee_results(len(self.atoms))
 
 
 def load_committee(
@@ -223,6 +322,8 @@ def load_committee(
     device: str = "cpu",
     dtype: str = "float32",
     threads: int | None = None,
+    propagator: int | None = None,
+    always_stress: bool = False,
 ) -> CommitteeCalculator:
     """Load MACE model files as one committee calculator.
 
@@ -236,6 +337,12 @@ def load_committee(
         ``"float32"`` or ``"float64"``.
     threads
         If given, torch's intra-op threads are set to it before each evaluation.
+    propagator
+        None: each call evaluates the whole committee (mean forces). A member
+        index: each call evaluates that member only; see
+        :meth:`CommitteeCalculator.evaluate_committee`.
+    always_stress
+        Compute stress with every call on 3D-periodic cells (for NPT).
 
     Returns
     -------
@@ -244,7 +351,8 @@ def load_committee(
     Raises
     ------
     TrainingError
-        A file is missing or is not a loadable MACE model.
+        A file is missing or is not a loadable MACE model (the message names
+        the file), or the members do not fit together.
     """
     import torch
 
@@ -259,14 +367,32 @@ def load_committee(
             if not path.is_file():
                 raise TrainingError(f"model file not found: {path}")
             try:
-                models.append(torch.load(path, map_location=device, weights_only=False))
+                model = torch.load(path, map_location=device, weights_only=False)
             except Exception as exc:  # torch/pickle raise many kinds for a bad file
-                raise TrainingError(f"cannot load MACE model {path}: {exc}") from exc
+                raise TrainingError(
+                    f"cannot load MACE model {path}: {type(exc).__name__}: {exc}"
+                ) from exc
+            if not (
+                isinstance(model, torch.nn.Module)
+                and hasattr(model, "r_max")
+                and hasattr(model, "atomic_numbers")
+            ):
+                raise TrainingError(
+                    f"cannot load MACE model {path}: it holds a {type(model).__name__}, "
+                    "not a MACE module"
+                )
+            models.append(model)
     finally:
         torch.set_default_dtype(saved_dtype)
     try:
         return CommitteeCalculator(
-            models, device=device, dtype=dtype, threads=threads, model_paths=paths
+            models,
+            device=device,
+            dtype=dtype,
+            threads=threads,
+            model_paths=paths,
+            propagator=propagator,
+            always_stress=always_stress,
         )
     except ValueError as exc:
         raise TrainingError(f"inconsistent committee {[str(p) for p in paths]}: {exc}") from exc

@@ -44,6 +44,11 @@ class FakeCommittee(Calculator):
         The noise is multiplied by ``1 + |V/V0 - 1| / strain_scale`` (3D-periodic cells).
     energy_noise_eV_atom
         Energy noise per atom (eV/atom) at zero distance; scaled like the forces.
+    propagator
+        None: each call returns the committee mean. A member index *m*: each
+        call returns member *m*'s energy and forces, and
+        :meth:`evaluate_committee` the whole committee (as
+        :class:`~alflow.committee.calculator.CommitteeCalculator`).
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator`.
 
@@ -53,6 +58,7 @@ class FakeCommittee(Calculator):
     ``stress`` (EMT, 3D-periodic cells only), ``energy_comm`` (M,),
     ``forces_comm`` (M, N, 3), ``energy_std`` (eV), ``forces_std`` (N,)
     and ``max_force_dev`` (eV/Å), as :class:`CommitteeCalculator`.
+    ``committee_evaluations`` counts full committee evaluations.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]  # noqa: RUF012
@@ -67,6 +73,7 @@ class FakeCommittee(Calculator):
         reference_volume_A3_per_atom: float | None = None,
         strain_scale: float = 0.02,
         energy_noise_eV_atom: float = 0.002,
+        propagator: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -83,6 +90,10 @@ class FakeCommittee(Calculator):
         self.reference_volume_A3_per_atom = reference_volume_A3_per_atom
         self.strain_scale = strain_scale
         self.energy_noise_eV_atom = energy_noise_eV_atom
+        if propagator is not None and not 0 <= propagator < n_members:
+            raise ValueError(f"propagator must be a member index < {n_members}, got {propagator}")
+        self.propagator = propagator
+        self.committee_evaluations = 0
 
     def _rng(self, atoms: Atoms) -> np.random.Generator:
         """Generator seeded by the seed and the configuration (order independent)."""
@@ -114,6 +125,37 @@ class FakeCommittee(Calculator):
             factor = factor * (1.0 + strain / self.strain_scale)
         return factor
 
+    def _committee(self, atoms: Atoms, want_stress: bool) -> dict[str, Any]:
+        """Every member's prediction for ``atoms`` and the committee statistics."""
+        reference = atoms.copy()
+        reference.calc = EMT()  # a fresh one: bitwise reproducible, whatever came before
+        energy = float(reference.get_potential_energy())
+        forces = reference.get_forces()
+        n_atoms = len(atoms)
+        factor = self.distance_factor(atoms, forces)
+        rng = self._rng(atoms)
+        force_noise = rng.standard_normal((self.n_members, n_atoms, 3))
+        energy_noise = rng.standard_normal(self.n_members)
+        forces_comm = forces[None] + self.noise_eV_A * factor[None, :, None] * force_noise
+        mean_factor = float(factor.mean()) if n_atoms else 1.0
+        energy_comm = energy + self.energy_noise_eV_atom * n_atoms * mean_factor * energy_noise
+        forces_std = force_deviation_per_atom(forces_comm)
+        results = {
+            "energy": float(energy_comm.mean()),
+            "free_energy": float(energy_comm.mean()),
+            "forces": forces_comm.mean(axis=0),
+            "energy_comm": energy_comm,
+            "forces_comm": forces_comm,
+            "energy_std": float(energy_comm.std()),
+            "forces_std": forces_std,
+            "max_force_dev": float(forces_std.max()) if n_atoms else 0.0,
+        }
+        if want_stress:
+            stress = reference.get_stress()
+            results["stress"] = stress
+            results["stress_comm"] = np.repeat(stress[None], self.n_members, axis=0)
+        return results
+
     def calculate(
         self,
         atoms: Atoms | None = None,
@@ -128,30 +170,37 @@ class FakeCommittee(Calculator):
             raise PropertyNotImplementedError(
                 "stress needs a cell periodic in all three directions"
             )
-        reference = atoms.copy()
-        reference.calc = EMT()  # a fresh one: bitwise reproducible, whatever came before
-        energy = float(reference.get_potential_energy())
-        forces = reference.get_forces()
-        n_atoms = len(atoms)
-        factor = self.distance_factor(atoms, forces)
-        rng = self._rng(atoms)
-        force_noise = rng.standard_normal((self.n_members, n_atoms, 3))
-        energy_noise = rng.standard_normal(self.n_members)
-        forces_comm = forces[None] + self.noise_eV_A * factor[None, :, None] * force_noise
-        mean_factor = float(factor.mean()) if n_atoms else 1.0
-        energy_comm = energy + self.energy_noise_eV_atom * n_atoms * mean_factor * energy_noise
-        forces_std = force_deviation_per_atom(forces_comm)
+        committee = self._committee(atoms, want_stress)
+        if self.propagator is None:
+            self.committee_evaluations += 1
+            self.results = committee
+            return
+        m = self.propagator
+        energy = float(committee["energy_comm"][m])
         self.results = {
-            "energy": float(energy_comm.mean()),
-            "free_energy": float(energy_comm.mean()),
-            "forces": forces_comm.mean(axis=0),
-            "energy_comm": energy_comm,
-            "forces_comm": forces_comm,
-            "energy_std": float(energy_comm.std()),
-            "forces_std": forces_std,
-            "max_force_dev": float(forces_std.max()) if n_atoms else 0.0,
+            "energy": energy,
+            "free_energy": energy,
+            "forces": committee["forces_comm"][m],
         }
         if want_stress:
-            stress = reference.get_stress()
-            self.results["stress"] = stress
-            self.results["stress_comm"] = np.repeat(stress[None], self.n_members, axis=0)
+            self.results["stress"] = committee["stress"]
+
+    def evaluate_committee(self, atoms: Atoms) -> dict[str, Any]:
+        """Whole-committee results for ``atoms`` (``self.results`` is left as it is).
+
+        Parameters
+        ----------
+        atoms
+            The configuration.
+
+        Returns
+        -------
+        dict
+            Committee means and the committee keys of the class notes.
+        """
+        if self.calculation_required(atoms, ["forces"]):
+            self.calculate(atoms, ["energy", "forces"], all_changes)
+        if self.propagator is None:
+            return dict(self.results)
+        self.committee_evaluations += 1
+        return self._committee(self.atoms, want_stress=False)

@@ -1,19 +1,46 @@
 """MD walkers driven by a committee calculator, stopped by observers.
 
 A walker runs Langevin molecular dynamics (NVT, or NPT with a Langevin
-barostat) with a committee calculator attached, samples frames every
-``sample_interval_steps`` steps and stops as soon as an observer objects:
+barostat) with a committee calculator attached. Two kinds of calculator:
 
-- the committee's force uncertainty reaches ``trust_hi_eV_A`` (every step),
-- two atoms come closer than ``min_distance_A`` (at sample steps),
+- a *propagating* committee (``calc.propagator`` is a member index and the
+  calculator has ``evaluate_committee(atoms)``, as
+  :class:`~alflow.committee.CommitteeCalculator` with ``propagator=m``):
+  member *m* alone drives every MD step and the whole committee is evaluated
+  only every ``committee_interval_steps`` steps, on the graph member *m*
+  already built. With M members and an interval of k steps a step costs
+  ``1 + (M - 1)/k`` model evaluations instead of M;
+- any other committee calculator (committee mean at every call): its
+  committee results are there at every step, for free.
+
+Observers that stop the walker:
+
+- the committee's force uncertainty reaches ``trust_hi_eV_A`` (at every full
+  committee evaluation),
+- two atoms come closer than ``min_distance_A`` (at full evaluations),
 - the kinetic temperature exceeds ``max_temperature_factor × temperature_K``
   (every step),
 - energy, forces, positions or the uncertainty are not finite (every step).
 
+Frames are saved at step 0 and every ``sample_interval_steps`` steps, which
+``committee_interval_steps`` must divide: every saved frame carries the real
+committee mean forces, energy deviation and force deviation.
+
+Resolution guarantee. Every step that is a multiple of
+``committee_interval_steps`` (every sampled step among them) is evaluated by
+the whole committee at exactly the configuration the trajectory reached, and
+the walker stops at the first such step at or above ``trust_hi_eV_A``. So no
+frame that would be sampled lies past a crossing, and no crossing at a
+sampled step goes unseen. What is not guaranteed is seeing an excursion that
+starts and ends strictly between two full evaluations; set
+``committee_interval_steps`` smaller (down to 1) to resolve those.
+
 The loop follows the mlipx pattern ``for _ in dyn.irun(steps): ... if stop:
 break``. The frame at which an uncertainty, distance or temperature check
-fires is kept (``stopped=True``) so that selection can record it as failed;
-nothing after it is kept. A non-finite state keeps no frame.
+fires is kept (``stopped=True``, with full committee results, evaluated for
+it if needed) so that selection can record it as failed; nothing after the
+last accepted sample but that frame is kept. A non-finite state keeps no
+frame.
 
 Examples
 --------
@@ -113,12 +140,16 @@ class WalkerResult:
         MD steps completed.
     wall_s
         Wall time (s).
+    committee_evaluations
+        Full committee evaluations the walker asked for (every step for a
+        calculator that always evaluates the whole committee).
     """
 
     frames: list[Frame]
     stop_reason: str | None
     steps_done: int
     wall_s: float
+    committee_evaluations: int = 0
 
 
 def _validate(
@@ -128,6 +159,7 @@ def _validate(
     steps: int,
     timestep_fs: float,
     sample_interval_steps: int,
+    committee_interval_steps: int,
     max_temperature_factor: float,
     ensemble: str,
     friction_per_fs: float,
@@ -145,6 +177,11 @@ def _validate(
         problems.append(f"timestep_fs must be > 0, got {timestep_fs}")
     if sample_interval_steps < 1:
         problems.append(f"sample_interval_steps must be >= 1, got {sample_interval_steps}")
+    elif committee_interval_steps < 1 or sample_interval_steps % committee_interval_steps:
+        problems.append(
+            f"committee_interval_steps must be >= 1 and divide sample_interval_steps "
+            f"({sample_interval_steps}), got {committee_interval_steps}"
+        )
     if not max_temperature_factor > 1:
         problems.append(f"max_temperature_factor must be > 1, got {max_temperature_factor}")
     if not friction_per_fs > 0:
@@ -233,6 +270,13 @@ def _frame(
     )
 
 
+def _is_propagating(calc: Calculator) -> bool:
+    """True for a committee calculator whose calls run one member only."""
+    return getattr(calc, "propagator", None) is not None and callable(
+        getattr(calc, "evaluate_committee", None)
+    )
+
+
 def run_walker(
     atoms: Atoms,
     calc: Calculator,
@@ -250,6 +294,7 @@ def run_walker(
     friction_per_fs: float = 0.01,
     progress: Callable[[int, int], None] | None = None,
     barostat_time_fs: float = 1000.0,
+    committee_interval_steps: int | None = None,
 ) -> WalkerResult:
     """Run one MD walker with a committee calculator until done or stopped.
 
@@ -258,9 +303,11 @@ def run_walker(
     atoms
         Starting configuration; it is copied, never modified.
     calc
-        Committee calculator: after each calculation its ``results`` hold
-        ``energy``, ``forces`` (committee means), ``max_force_dev`` (eV/Å) or
-        ``forces_comm`` (M, N, 3), and ``stress`` for NPT.
+        Committee calculator. Either propagating (``calc.propagator`` a member
+        index, ``calc.evaluate_committee(atoms)`` returning the committee keys)
+        or one whose every call returns the committee keys: ``energy``,
+        ``forces`` (committee means), ``max_force_dev`` (eV/Å) or
+        ``forces_comm`` (M, N, 3). ``stress`` for NPT.
     temperature_K
         Thermostat target (K); velocities start Maxwell–Boltzmann at it.
     steps
@@ -274,7 +321,7 @@ def run_walker(
     trust_hi_eV_A
         Stop when the committee's max force deviation reaches it (eV/Å).
     min_distance_A
-        Stop when two atoms are closer (Å); checked at sample steps.
+        Stop when two atoms are closer (Å); checked at full committee evaluations.
     max_temperature_factor
         Stop when the kinetic temperature exceeds this × ``temperature_K``.
     ensemble
@@ -289,6 +336,10 @@ def run_walker(
         Called with ``(step, steps)`` at every sample step.
     barostat_time_fs
         NPT only: time constant of the cell fluctuations (fs).
+    committee_interval_steps
+        Full committee evaluation (and uncertainty check) every this many
+        steps; must divide ``sample_interval_steps``. None: every sample step.
+        A calculator that is not propagating is checked at every step anyway.
 
     Returns
     -------
@@ -300,12 +351,14 @@ def run_walker(
         Invalid arguments (non-periodic NPT, unknown ensemble, ...), a
         calculator that is not a committee, or a calculator failure.
     """
+    committee_every = committee_interval_steps or sample_interval_steps
     _validate(
         atoms,
         temperature_K=temperature_K,
         steps=steps,
         timestep_fs=timestep_fs,
         sample_interval_steps=sample_interval_steps,
+        committee_interval_steps=committee_every,
         max_temperature_factor=max_temperature_factor,
         ensemble=ensemble,
         friction_per_fs=friction_per_fs,
@@ -321,10 +374,12 @@ def run_walker(
         work, temperature_K=temperature_K, rng=np.random.default_rng(velocity_seed)
     )
     Stationary(work)
+    propagating = _is_propagating(calc)
 
     frames: list[Frame] = []
     stop_reason: str | None = None
     step = 0
+    n_committee = 0
     try:
         dyn = _make_dynamics(
             work,
@@ -336,30 +391,46 @@ def run_walker(
             barostat_time_fs=barostat_time_fs,
             rng=np.random.default_rng(noise_seed),
         )
+
+        def committee_now() -> Mapping[str, Any]:
+            nonlocal n_committee
+            n_committee += 1
+            if propagating:
+                return calc.evaluate_committee(work)  # type: ignore[attr-defined]
+            return work.calc.results
+
         for _ in dyn.irun(steps):
             step = int(dyn.nsteps)
             work.get_forces()  # cached: the integrator computed them at these positions
-            results = work.calc.results
-            reason = check_non_finite(work, results, step)
-            if reason is None:
-                uncertainty = max_force_deviation_eV_A(results)
-                if math.isnan(uncertainty):
-                    reason = f"non-finite uncertainty at step {step}"
+            reason = check_non_finite(work, work.calc.results, step)
             if reason is not None:
                 stop_reason = reason
                 break
+            full = step % committee_every == 0 or not propagating
             sample = step % sample_interval_steps == 0
-            if sample:
-                reason = check_min_distance(work, min_distance_A, step)
-            reason = reason or check_uncertainty(uncertainty, trust_hi_eV_A, step)
+            committee: Mapping[str, Any] | None = None
+            if full:
+                committee = committee_now()
+                reason = check_non_finite(work, committee, step)
+                uncertainty = max_force_deviation_eV_A(committee)
+                if reason is None and math.isnan(uncertainty):
+                    reason = f"non-finite uncertainty at step {step}"
+                if reason is not None:
+                    stop_reason = reason
+                    break
+                if step % committee_every == 0:
+                    reason = check_min_distance(work, min_distance_A, step)
+                reason = reason or check_uncertainty(uncertainty, trust_hi_eV_A, step)
             reason = reason or check_temperature(
                 work.get_temperature(), temperature_K, max_temperature_factor, step
             )
             if sample or reason:
+                if committee is None:  # a temperature stop between full evaluations
+                    committee = committee_now()
                 frames.append(
                     _frame(
                         work,
-                        results,
+                        committee,
                         step=step,
                         timestep_fs=timestep_fs,
                         stopped=reason is not None,
@@ -380,17 +451,24 @@ def run_walker(
     wall_s = time.perf_counter() - start_s
     if stop_reason is None:
         logger.info(
-            "walker at %g K ran %d steps, %d frames in %.1f s",
+            "walker at %g K ran %d steps, %d frames, %d committee evaluations in %.1f s",
             temperature_K,
             step,
             len(frames),
+            n_committee,
             wall_s,
         )
     else:
         logger.info(
             "walker at %g K stopped: %s (%d frames)", temperature_K, stop_reason, len(frames)
         )
-    return WalkerResult(frames=frames, stop_reason=stop_reason, steps_done=step, wall_s=wall_s)
+    return WalkerResult(
+        frames=frames,
+        stop_reason=stop_reason,
+        steps_done=step,
+        wall_s=wall_s,
+        committee_evaluations=n_committee,
+    )
 
 
 def _shifted_index(walker: int, n_fast: int, n_slow: int) -> int:

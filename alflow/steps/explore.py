@@ -55,7 +55,8 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
     Returns
     -------
     dict
-        ``{"walker", "n_frames", "steps_done", "stop_reason", "temperature_K"}``.
+        ``{"walker", "n_frames", "steps_done", "stop_reason", "temperature_K", "wall_s",
+        "committee_evaluations", "propagator_member"}``.
 
     Raises
     ------
@@ -71,14 +72,23 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
         )
     paths = [store.fetch_model(m["_id"], ctx.workdir / "models") for m in models]
     model_ids = [m["_id"] for m in models]
-    calc = load_committee(paths, device=ctx.settings.device, dtype=config.committee.training.dtype)
+    exploration = config.exploration
+    # One member drives the MD (walker w: member w mod M, so the walkers of an
+    # iteration follow every member's surface); the whole committee runs only
+    # every committee_interval_steps. "mean": the committee mean at every step.
+    propagator = walker % len(models) if exploration.propagator == "member" else None
+    calc = load_committee(
+        paths,
+        device=ctx.settings.device,
+        dtype=config.committee.training.dtype,
+        threads=ctx.settings.torch_threads,
+        propagator=propagator,
+        always_stress=exploration.ensemble == "npt",
+    )
 
     starts = starting_structures(ctx, iteration)
-    plan = walker_plan(config.exploration.walkers, config.exploration, len(starts), iteration)[
-        walker
-    ]
+    plan = walker_plan(exploration.walkers, exploration, len(starts), iteration)[walker]
     start_label, atoms = starts[plan["start"]]
-    exploration = config.exploration
     result = run_walker(
         atoms.copy(),
         calc,
@@ -93,6 +103,7 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
         ensemble=exploration.ensemble,
         pressure_GPa=plan["pressure_GPa"],
         friction_per_fs=exploration.friction_per_fs,
+        committee_interval_steps=exploration.committee_every_steps,
     )
 
     # A rerun of this walker replaces its own unlabeled frames, nothing else.
@@ -114,6 +125,7 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
             "instantaneous_temperature_K": f.temperature_K,
             "start": start_label,
             "model_ids": model_ids,
+            "propagator_member": propagator,
         }
         for f in result.frames
     ]
@@ -157,4 +169,6 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
         "stop_reason": result.stop_reason,
         "temperature_K": plan["temperature_K"],
         "wall_s": result.wall_s,
+        "committee_evaluations": result.committee_evaluations,
+        "propagator_member": propagator,
     }

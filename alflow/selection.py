@@ -2,19 +2,27 @@
 
 The selection of one iteration runs, in order:
 
-1. :func:`classify` every frame by the committee's max force deviation
-   (DP-GEN trust window): below ``trust_lo`` *accurate*, in
-   ``[trust_lo, trust_hi)`` *candidate*, at or above ``trust_hi`` (or NaN)
-   *failed*.
+1. :func:`classify` every frame by its score, the committee's max force
+   deviation (DP-GEN trust window) or its relative form
+   (:func:`alflow.calibration.relative_deviation`): below ``lo`` *accurate*,
+   in ``[lo, hi)`` *candidate*, at or above ``hi`` (or NaN) *failed*. The
+   window is the configured one or the calibrated one
+   (:func:`alflow.calibration.calibrated_thresholds`).
 2. :func:`deduplicate` candidates against structures already known and
    against each other (content keys from :func:`alflow.structures.structure_key`).
 3. A sanity check rejects unphysical candidates (overlapping atoms, NaN, ...).
-4. Diversity: :func:`farthest_point_sampling` on
-   :func:`soap_free_descriptor` descriptors, starting from the most uncertain
-   candidate and counting distances to already-labeled structures, or simply
-   the most uncertain ones, up to the budget.
+4. Audit: a few random frames of the accurate class (``audit_per_iteration``,
+   at most half the budget) are labeled too, so the calibration sees errors
+   below the window.
+5. Diversity: :func:`farthest_point_sampling` on structure descriptors (mean
+   MACE node features from :func:`mace_structure_descriptors`, or
+   :func:`soap_free_descriptor`), starting from the most uncertain candidate
+   and counting distances to already-labeled structures, or simply the most
+   uncertain ones, up to the rest of the budget.
 
-Nothing here touches the database or FireWorks.
+:func:`rescore_pending` re-scores frames queued for DFT with a newer
+committee and says which became accurate. Nothing here touches the database
+or FireWorks.
 """
 
 from __future__ import annotations
@@ -34,12 +42,16 @@ __all__ = [
     "ACCURATE",
     "CANDIDATE",
     "FAILED",
+    "Rescore",
     "Selection",
     "basic_sanity_check",
     "classify",
     "deduplicate",
     "descriptor_species",
     "farthest_point_sampling",
+    "mace_structure_descriptors",
+    "rescore_pending",
+    "score_frames",
     "select_candidates",
     "soap_free_descriptor",
 ]
@@ -329,12 +341,19 @@ class Selection:
         new candidates left out by the budget).
     classes
         Classification of every frame (``"accurate"``, ``"candidate"``, ``"failed"``).
+    audit
+        Indices of accurate frames picked at random for labeling (also at
+        the end of ``selected``); ``counts["audit"]`` is their number.
+    window
+        The (lo, hi) window used.
     """
 
     selected: list[int]
     rejected: dict[int, str]
     counts: dict[str, int]
     classes: list[str] = field(default_factory=list)
+    audit: list[int] = field(default_factory=list)
+    window: tuple[float, float] | None = None
 
 
 def select_candidates(
@@ -347,15 +366,20 @@ def select_candidates(
     known_keys: Collection[str] = (),
     known_descriptors: np.ndarray | None = None,
     sanity_check: Callable[[Atoms], str | None] | None = None,
+    window: tuple[float, float] | None = None,
+    descriptors: np.ndarray | None = None,
+    audit_per_iteration: int = 0,
+    seed: int | None = None,
 ) -> Selection:
-    """Pick the frames to label: trust window, de-duplication, sanity, diversity, budget.
+    """Pick the frames to label: trust window, de-duplication, sanity, audit, diversity, budget.
 
     Parameters
     ----------
     frames_atoms
         Explored frames.
     max_force_dev_eV_A
-        Committee max force deviation of each frame (eV/Å).
+        Selection score of each frame: the committee max force deviation
+        (eV/Å), or its relative form when ``window`` is given in those units.
     keys
         Content key of each frame (:func:`alflow.structures.structure_key`).
     selection
@@ -366,12 +390,24 @@ def select_candidates(
     known_keys
         Keys of structures already labeled or queued.
     known_descriptors
-        Descriptors (m, d) of already-labeled structures, for FPS. They must
-        be computed with ``soap_free_descriptor(atoms,
-        species=descriptor_species(frames_atoms))`` so their length matches.
+        Descriptors (m, d) of already-labeled structures, for FPS. Without
+        ``descriptors`` they must be computed with ``soap_free_descriptor(atoms,
+        species=descriptor_species(frames_atoms))`` so their length matches;
+        with ``descriptors``, by the same method.
     sanity_check
         Returns a reason to reject a structure, or None. Default:
         :func:`basic_sanity_check` with ``selection.sanity``.
+    window
+        (lo, hi) window in the units of the score; default
+        ``(selection.trust_lo_eV_A, selection.trust_hi_eV_A)``.
+    descriptors
+        Descriptors (n, d) of every frame for FPS (e.g.
+        :func:`mace_structure_descriptors`); default: :func:`soap_free_descriptor`.
+    audit_per_iteration
+        Accurate frames to pick at random for labeling (at most half the
+        budget); they pass the same de-duplication and sanity checks.
+    seed
+        Seed of the audit pick and of FPS ties; default ``selection.seed``.
 
     Returns
     -------
@@ -389,8 +425,12 @@ def select_candidates(
             f"frames_atoms ({n}), max_force_dev_eV_A ({len(uncertainty)}) and keys "
             f"({len(keys)}) must have the same length"
         )
+    if descriptors is not None and len(descriptors) != n:
+        raise ValueError(f"descriptors ({len(descriptors)}) and frames ({n}) differ in length")
     budget = max(0, min(int(budget), selection.max_per_iteration))
-    classes = classify(uncertainty, selection.trust_lo_eV_A, selection.trust_hi_eV_A)
+    lo, hi = window if window is not None else (selection.trust_lo_eV_A, selection.trust_hi_eV_A)
+    seed = selection.seed if seed is None else int(seed)
+    classes = classify(uncertainty, lo, hi)
     counts = {
         ACCURATE: int(np.sum(classes == ACCURATE)),
         CANDIDATE: int(np.sum(classes == CANDIDATE)),
@@ -398,57 +438,58 @@ def select_candidates(
         "duplicate": 0,
         "rejected": 0,
         "selected": 0,
+        "audit": 0,
         "over_budget": 0,
     }
     rejected: dict[int, str] = {}
-    candidates = np.flatnonzero(classes == CANDIDATE)
-
-    candidate_keys = [keys[i] for i in candidates]
-    keep = deduplicate(candidate_keys, known_keys)
-    known = set(known_keys)
-    first_with_key: dict[str, int] = {}
-    for index, key, kept in zip(candidates, candidate_keys, keep, strict=True):
-        if kept:
-            first_with_key[key] = int(index)
-        elif key in known:
-            rejected[int(index)] = "duplicate of a known structure"
-        else:
-            rejected[int(index)] = f"duplicate of frame {first_with_key[key]}"
-    counts["duplicate"] = len(rejected)
-    remaining = [int(i) for i in candidates[keep]]
 
     def default_check(atoms: Atoms) -> str | None:
         return basic_sanity_check(atoms, selection.sanity)
 
     check = sanity_check if sanity_check is not None else default_check
-    sane = []
-    for index in remaining:
-        try:
-            reason = check(frames_atoms[index])
-        except StructureError as exc:
-            reason = str(exc)
-        if reason:
-            rejected[index] = f"sanity: {reason}"
-            counts["rejected"] += 1
-        else:
-            sane.append(index)
+    candidates = np.flatnonzero(classes == CANDIDATE)
+    sane = _new_and_sane(candidates, frames_atoms, keys, known_keys, check, rejected, counts)
+
+    audit: list[int] = []
+    n_audit = min(int(audit_per_iteration), budget // 2)
+    if n_audit > 0:
+        pool = np.flatnonzero(classes == ACCURATE)
+        order = np.random.default_rng(seed).permutation(pool)
+        taken = set(known_keys) | {keys[i] for i in sane}
+        for index in order:
+            if len(audit) == n_audit:
+                break
+            index = int(index)
+            if keys[index] in taken:
+                continue
+            try:
+                reason = check(frames_atoms[index])
+            except StructureError as exc:
+                reason = str(exc)
+            if not reason:
+                audit.append(index)
+                taken.add(keys[index])
+    candidate_budget = budget - len(audit)
 
     selected: list[int] = []
-    if sane and budget > 0:
-        if selection.diversity == "fps" and budget < len(sane):
-            selected = _fps_pick(
+    if sane and candidate_budget > 0:
+        if selection.diversity == "fps" and candidate_budget < len(sane):
+            picked = _fps_pick(
                 [frames_atoms[i] for i in sane],
                 uncertainty[sane],
-                budget,
-                seed=selection.seed,
+                candidate_budget,
+                seed=seed,
                 known_descriptors=known_descriptors,
+                descriptors=None if descriptors is None else np.asarray(descriptors)[sane],
             )
-            selected = [sane[i] for i in selected]
+            selected = [sane[i] for i in picked]
         else:
             order = np.argsort(-uncertainty[sane], kind="stable")
-            selected = [sane[i] for i in order[:budget]]
-    counts["selected"] = len(selected)
+            selected = [sane[i] for i in order[:candidate_budget]]
     counts["over_budget"] = len(sane) - len(selected)
+    selected += audit
+    counts["selected"] = len(selected)
+    counts["audit"] = len(audit)
     logger.info(
         "selection: %d frames (%d accurate, %d candidate, %d failed); %d duplicate, "
         "%d rejected, %d selected of budget %d",
@@ -462,8 +503,49 @@ def select_candidates(
         budget,
     )
     return Selection(
-        selected=selected, rejected=rejected, counts=counts, classes=[str(c) for c in classes]
+        selected=selected,
+        rejected=rejected,
+        counts=counts,
+        classes=[str(c) for c in classes],
+        audit=audit,
+        window=(float(lo), float(hi)),
     )
+
+
+def _new_and_sane(
+    indices: np.ndarray,
+    frames_atoms: Sequence[Atoms],
+    keys: Sequence[str],
+    known_keys: Collection[str],
+    check: Callable[[Atoms], str | None],
+    rejected: dict[int, str],
+    counts: dict[str, int],
+) -> list[int]:
+    """Indices that are neither duplicates nor insane; the others go to ``rejected``."""
+    index_keys = [keys[i] for i in indices]
+    keep = deduplicate(index_keys, known_keys)
+    known = set(known_keys)
+    first_with_key: dict[str, int] = {}
+    for index, key, kept in zip(indices, index_keys, keep, strict=True):
+        if kept:
+            first_with_key[key] = int(index)
+        elif key in known:
+            rejected[int(index)] = "duplicate of a known structure"
+        else:
+            rejected[int(index)] = f"duplicate of frame {first_with_key[key]}"
+    counts["duplicate"] = len(rejected)
+    sane = []
+    for index in (int(i) for i in indices[keep]):
+        try:
+            reason = check(frames_atoms[index])
+        except StructureError as exc:
+            reason = str(exc)
+        if reason:
+            rejected[index] = f"sanity: {reason}"
+            counts["rejected"] += 1
+        else:
+            sane.append(index)
+    return sane
 
 
 def _fps_pick(
@@ -473,18 +555,23 @@ def _fps_pick(
     *,
     seed: int,
     known_descriptors: np.ndarray | None,
+    descriptors: np.ndarray | None = None,
 ) -> list[int]:
     """FPS over structures, starting from the most uncertain one."""
     species = descriptor_species(structures)
-    descriptors = np.stack([soap_free_descriptor(a, species=species) for a in structures])
+    if descriptors is None:
+        descriptors = np.stack([soap_free_descriptor(a, species=species) for a in structures])
+        how = f"soap_free_descriptor(atoms, species={species})"
+    else:
+        descriptors = np.asarray(descriptors, dtype=float)
+        how = "the same method as the candidates' descriptors"
     existing = None
     if known_descriptors is not None and np.size(known_descriptors):
         existing = np.asarray(known_descriptors, dtype=float)
         if existing.ndim != 2 or existing.shape[1] != descriptors.shape[1]:
             raise ValueError(
                 f"known_descriptors have shape {existing.shape}, candidates' descriptors have "
-                f"{descriptors.shape[1]} columns: compute them with soap_free_descriptor(atoms, "
-                f"species={species})"
+                f"{descriptors.shape[1]} columns: compute them with {how}"
             )
     start = int(np.argmax(uncertainty)) if len(uncertainty) else None
     if start is not None and math.isnan(uncertainty[start]):
@@ -495,3 +582,150 @@ def _fps_pick(
             descriptors, k, seed=seed, existing=existing, start_index=start
         )
     ]
+
+
+def mace_structure_descriptors(calc: object, frames_atoms: Sequence[Atoms]) -> np.ndarray | None:
+    """Mean invariant MACE node features of each structure, from a committee's first member.
+
+    Parameters
+    ----------
+    calc
+        A :class:`alflow.committee.CommitteeCalculator` (anything with
+        ``models`` and ``_graph(atoms)``); other calculators (e.g.
+        :class:`alflow.committee.FakeCommittee`) give None.
+    frames_atoms
+        The structures.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Shape (n, d): the invariant (L = 0) channels of every interaction
+        layer, averaged over atoms; None when the calculator has no MACE
+        models or the evaluation fails (the caller falls back to
+        :func:`soap_free_descriptor`).
+    """
+    models = getattr(calc, "models", None)
+    graph = getattr(calc, "_graph", None)
+    if not models or graph is None:
+        return None
+    if len(frames_atoms) == 0:
+        return np.zeros((0, 0))
+    try:
+        import torch
+
+        model = models[0]
+        irreps_out = model.products[0].linear.irreps_out
+        l_max = int(irreps_out.lmax)
+        n_invariant = int(irreps_out.dim) // (l_max + 1) ** 2
+        n_layers = int(model.num_interactions)
+        rows = []
+        for atoms in frames_atoms:
+            batch = graph(atoms)
+            with torch.no_grad():
+                feats = model(dict(batch), training=False, compute_force=False)["node_feats"]
+            block = (l_max + 1) ** 2 * n_invariant
+            parts = [feats[:, i * block : i * block + n_invariant] for i in range(n_layers)]
+            rows.append(torch.cat(parts, dim=-1).mean(dim=0).detach().cpu().double().numpy())
+        return np.stack(rows)
+    except Exception as exc:  # any failure of the optional path falls back to RDF
+        logger.warning("MACE descriptors unavailable (%s); falling back to RDF descriptors", exc)
+        return None
+
+
+def score_frames(
+    max_force_dev_eV_A: np.ndarray,
+    mean_forces_eV_A: Sequence[np.ndarray] | None,
+    selection: SelectionConfig,
+) -> np.ndarray:
+    """Selection score of frames in the form ``selection.deviation`` asks for.
+
+    Parameters
+    ----------
+    max_force_dev_eV_A
+        Max per-atom committee force deviation (eV/Å), shape (n,).
+    mean_forces_eV_A
+        Committee-mean forces (N_k, 3) of each frame; needed for the relative form.
+    selection
+        ``deviation`` and ``relative_eps_eV_A``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The deviation itself (eV/Å) or its relative form (dimensionless).
+    """
+    deviation = np.asarray(max_force_dev_eV_A, dtype=float).reshape(-1)
+    if selection.deviation == "absolute":
+        return deviation
+    if mean_forces_eV_A is None or len(mean_forces_eV_A) != len(deviation):
+        raise ValueError("the relative deviation needs the committee-mean forces of every frame")
+    from alflow.calibration import relative_deviation
+
+    norms = np.array(
+        [
+            float(np.linalg.norm(np.asarray(f, dtype=float).reshape(-1, 3), axis=1).mean())
+            if np.size(f)
+            else 0.0
+            for f in mean_forces_eV_A
+        ]
+    )
+    return relative_deviation(deviation, norms, selection.relative_eps_eV_A)
+
+
+@dataclass
+class Rescore:
+    """Outcome of :func:`rescore_pending`.
+
+    Attributes
+    ----------
+    max_force_dev_eV_A
+        New committee max force deviation of each frame (eV/Å).
+    score
+        New selection score (equal to the deviation in the absolute form).
+    drop
+        True where the frame is now accurate (score below ``lo``): its DFT
+        label is no longer worth paying for.
+    """
+
+    max_force_dev_eV_A: np.ndarray
+    score: np.ndarray
+    drop: np.ndarray
+
+
+def rescore_pending(
+    frames_atoms: Sequence[Atoms], calc: object, lo: float, selection: SelectionConfig
+) -> Rescore:
+    """Re-score frames queued for DFT with a newer committee; say which to drop.
+
+    Parameters
+    ----------
+    frames_atoms
+        Frames selected earlier and not yet labeled.
+    calc
+        ASE committee calculator returning ``forces_comm`` (M, N, 3) eV/Å
+        (:class:`alflow.committee.CommitteeCalculator`,
+        :class:`alflow.committee.FakeCommittee`).
+    lo
+        Lower bound of the current window, in the units of the score.
+    selection
+        ``deviation`` and ``relative_eps_eV_A``.
+
+    Returns
+    -------
+    Rescore
+        A frame the committee cannot evaluate (NaN) is kept.
+    """
+    from alflow.committee.uncertainty import max_force_deviation
+
+    n = len(frames_atoms)
+    deviation = np.full(n, np.nan)
+    mean_forces: list[np.ndarray] = []
+    for index, atoms in enumerate(frames_atoms):
+        probe = atoms.copy()
+        probe.calc = calc
+        forces = probe.get_forces()
+        deviation[index] = max_force_deviation(np.asarray(probe.calc.results["forces_comm"]))
+        mean_forces.append(np.asarray(forces))
+    score = score_frames(deviation, mean_forces, selection)
+    with np.errstate(invalid="ignore"):
+        drop = np.asarray(score < lo, dtype=bool)
+    return Rescore(max_force_dev_eV_A=deviation, score=score, drop=drop)

@@ -1,4 +1,21 @@
-"""Close an iteration: record its figures and decide whether the campaign goes on."""
+"""Close an iteration: record its figures and decide whether the campaign goes on.
+
+Stopping rules, checked in this order (the first that holds ends the
+campaign; ``decision.rule`` names it and ``decision.reason`` says it in words):
+
+``failed_labels``
+    More than ``labeling.max_failed_fraction`` of the iteration's DFT jobs failed.
+``converged``
+    Over the last ``loop.converged_window_iterations`` iterations (pooled),
+    the fraction of explored frames in the accurate class (audit frames
+    count as accurate) is at least ``loop.converged_accurate_fraction``, and
+    the committee's force RMSE on this iteration's new labels is at most
+    ``loop.target_force_rmse_eV_A`` (or there are no new labels).
+``dft_budget``
+    ``loop.max_dft_labels`` labels spent.
+``iteration_limit``
+    ``loop.max_iterations`` iterations run.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from alflow.calibration import frame_force_error_eV_A, spearman
 from alflow.labeling import make_labeler
+from alflow.selection import score_frames
 from alflow.steps.context import StepContext
 
 __all__ = ["Decision", "collect_iteration", "committee_errors"]
@@ -29,11 +48,15 @@ class Decision:
         Campaign status: ``running``, ``converged``, ``stopped`` or ``failed``.
     reason
         Which rule decided, in words.
+    rule
+        ``failed_labels``, ``converged``, ``dft_budget``, ``iteration_limit``
+        or ``next`` (the campaign goes on).
     """
 
     go_on: bool
     status: str
     reason: str
+    rule: str = "next"
 
 
 def committee_errors(
@@ -62,7 +85,43 @@ def committee_errors(
     }
 
 
-def _decide(ctx: StepContext, iteration: int, figures: dict[str, Any], spent: int) -> Decision:
+def pooled_accurate_fraction(
+    figures: dict[str, Any], previous: Sequence[dict[str, Any]], window_iterations: int
+) -> tuple[float | None, int]:
+    """Accurate fraction pooled over the current and the previous ``window - 1`` iterations.
+
+    Parameters
+    ----------
+    figures
+        The current iteration's figures (``accurate_class``, ``explored``).
+    previous
+        Earlier iteration documents, in order.
+    window_iterations
+        How many iterations to pool.
+
+    Returns
+    -------
+    fraction, n_iterations
+        None when no frame was explored in the window; ``n_iterations`` is
+        how many iterations the window holds (fewer than asked early on).
+    """
+    docs = (
+        [*list(previous)[-(window_iterations - 1) :], figures]
+        if window_iterations > 1
+        else [figures]
+    )
+    accurate = sum(int(d.get("accurate_class", d.get("accurate")) or 0) for d in docs)
+    explored = sum(int(d.get("explored") or 0) for d in docs)
+    return (accurate / explored if explored else None), len(docs)
+
+
+def _decide(
+    ctx: StepContext,
+    iteration: int,
+    figures: dict[str, Any],
+    spent: int,
+    previous: Sequence[dict[str, Any]] = (),
+) -> Decision:
     loop = ctx.config.loop
     attempted = figures["labeled"] + figures["failed"]
     failed_fraction = figures["failed"] / attempted if attempted else 0.0
@@ -74,26 +133,46 @@ def _decide(ctx: StepContext, iteration: int, figures: dict[str, Any], spent: in
             "failed",
             f"{figures['failed']} of {attempted} DFT jobs failed in iteration {iteration} "
             f"(more than labeling.max_failed_fraction = {max_failed:.2f}); see 'alflow status'",
+            "failed_labels",
         )
-    accurate = figures["accurate_fraction"]
+    window = loop.converged_window_iterations
+    accurate, n_window = pooled_accurate_fraction(figures, previous, window)
+    figures["accurate_fraction_window"] = accurate
     if (
         accurate is not None
+        and n_window >= window
         and accurate >= loop.converged_accurate_fraction
         and (rmse is None or rmse <= loop.target_force_rmse_eV_A)
     ):
+        over = "" if window == 1 else f" over the last {window} iterations"
         return Decision(
             False,
             "converged",
-            f"converged: {accurate:.1%} of frames accurate (≥ {loop.converged_accurate_fraction:.1%})"
-            + ("" if rmse is None else f", force RMSE on new labels {rmse:.3f} eV/Å"),
+            f"converged: {accurate:.1%} of frames accurate{over} "
+            f"(≥ {loop.converged_accurate_fraction:.1%})"
+            + (
+                ", no new labels"
+                if rmse is None
+                else f", force RMSE on new labels {rmse:.3f} eV/Å "
+                f"(≤ {loop.target_force_rmse_eV_A:g})"
+            ),
+            "converged",
         )
     if spent >= loop.max_dft_labels:
         return Decision(
-            False, "stopped", f"DFT budget spent: {spent} of {loop.max_dft_labels} labels"
+            False,
+            "stopped",
+            f"DFT budget spent: {spent} of {loop.max_dft_labels} labels",
+            "dft_budget",
         )
     if iteration + 1 >= loop.max_iterations:
-        return Decision(False, "stopped", f"iteration limit reached ({loop.max_iterations})")
-    return Decision(True, "running", "next iteration")
+        return Decision(
+            False,
+            "stopped",
+            f"iteration limit reached ({loop.max_iterations})",
+            "iteration_limit",
+        )
+    return Decision(True, "running", "next iteration", "next")
 
 
 def collect_iteration(
@@ -147,6 +226,7 @@ def collect_iteration(
     explored += counts["labeled"] + counts["failed"] + counts["rejected"]
     parameters_hash = make_labeler(ctx.config.labeling.oracle, ctx.settings).parameters_hash()
     predicted, reference, e_pred, e_ref, n_atoms = [], [], [], [], []
+    deviation, frame_errors, audit_flags = [], [], []
     for doc in store.find_structures(
         {
             "campaign": campaign,
@@ -163,7 +243,39 @@ def collect_iteration(
         e_pred.append(doc["committee"]["energy_eV"])
         e_ref.append(label["energy_eV"])
         n_atoms.append(doc["n_atoms"])
+        deviation.append(float((doc.get("uncertainty") or {}).get("max_force_dev_eV_A", np.nan)))
+        frame_errors.append(frame_force_error_eV_A(predicted[-1], reference[-1]))
+        audit_flags.append(bool(doc.get("audit")))
     spent = store.count_labels(campaign)
+    iteration_doc = store.iterations.find_one({"campaign": campaign, "iteration": iteration}) or {}
+    thresholds = (iteration_doc.get("selection") or {}).get("thresholds") or {}
+    selection_config = ctx.config.selection
+    scores = score_frames(np.asarray(deviation, dtype=float), predicted, selection_config)
+    audit = np.asarray(audit_flags, dtype=bool)
+    n_audit_total = store.structures.count_documents(
+        {"campaign": campaign, "iteration": iteration, "audit": True}
+    )
+    lo = thresholds.get("lo")
+    check = {
+        "n": len(frame_errors),
+        "spearman": spearman(scores, frame_errors),
+        "scores": [float(v) for v in scores],
+        "errors_eV_A": frame_errors,
+        "audit": audit_flags,
+        "trust_lo": lo,
+        "target_force_error_eV_A": selection_config.target_force_error_eV_A,
+        # share of the labeled frames below the window whose error met the target
+        "below_lo_within_target": (
+            None
+            if lo is None or not np.any(scores < lo)
+            else float(
+                np.mean(
+                    np.asarray(frame_errors)[scores < lo]
+                    <= selection_config.target_force_error_eV_A
+                )
+            )
+        ),
+    }
     figures: dict[str, Any] = {
         "campaign": campaign,
         "iteration": iteration,
@@ -172,12 +284,31 @@ def collect_iteration(
         "accurate_fraction": counts["accurate"] / explored if explored else None,
         "candidate_fraction": counts["candidate"] / explored if explored else None,
         "unphysical_fraction": counts["unphysical"] / explored if explored else None,
+        "accurate_class": counts["accurate"] + n_audit_total,
+        "audit": n_audit_total,
         "errors": committee_errors(predicted, reference, e_pred, e_ref, n_atoms),
+        "errors_audit": committee_errors(
+            [p for p, a in zip(predicted, audit, strict=True) if a],
+            [r for r, a in zip(reference, audit, strict=True) if a],
+            [e for e, a in zip(e_pred, audit, strict=True) if a],
+            [e for e, a in zip(e_ref, audit, strict=True) if a],
+            [n for n, a in zip(n_atoms, audit, strict=True) if a],
+        ),
+        "calibration_check": check,
         "labels_spent_total": spent,
-        "trust_lo_eV_A": ctx.config.selection.trust_lo_eV_A,
-        "trust_hi_eV_A": ctx.config.selection.trust_hi_eV_A,
+        "trust_lo_eV_A": thresholds.get("lo", selection_config.trust_lo_eV_A),
+        "trust_hi_eV_A": thresholds.get("hi", selection_config.trust_hi_eV_A),
+        "trust_source": thresholds.get("source", "fixed"),
+        "deviation": selection_config.deviation,
     }
-    decision = _decide(ctx, iteration, figures, spent)
+    if explored:
+        figures["accurate_fraction"] = figures["accurate_class"] / explored
+    previous = [
+        d
+        for d in store.iteration_docs(campaign)
+        if d["iteration"] < iteration and d.get("decision") is not None
+    ]
+    decision = _decide(ctx, iteration, figures, spent, previous)
     figures["decision"] = asdict(decision)
     store.put_iteration(campaign, iteration, figures)
     store.set_campaign_status(

@@ -1,51 +1,267 @@
-"""Choose which explored frames of an iteration get a DFT label."""
+"""Choose which explored frames of an iteration get a DFT label.
+
+Order of work in :func:`select_for_labeling` (iteration N):
+
+1. Load the committee of iteration N from the store (if it loads; it is
+   optional: descriptors and re-scoring fall back without it).
+2. Calibrate the trust window on every labeled frame of the campaign that
+   carries the committee prediction it was selected with
+   (:func:`calibration_data`, :func:`alflow.calibration.calibrated_thresholds`).
+3. Re-score frames of earlier iterations still ``selected`` (queued for DFT,
+   not labeled) with the committee of iteration N; those now below the window
+   become ``rejected`` with reason ``pending DFT dropped: ...`` and a
+   ``dropped_pending`` field.
+4. Classify and select the iteration's explored frames
+   (:func:`alflow.selection.select_candidates`): candidates by FPS on MACE
+   descriptors (or RDF ones), plus a few random ``audit`` frames of the
+   accurate class, marked ``audit: true``.
+5. Write the ``selection`` sub-document of the iteration: counts, window
+   (``thresholds``), calibration fit, descriptor kind, pending re-scoring.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
 import numpy as np
+from ase import Atoms
 
-from alflow.labeling import sanity_reason
-from alflow.selection import descriptor_species, select_candidates, soap_free_descriptor
+from alflow.calibration import Thresholds, calibrated_thresholds, frame_force_error_eV_A
+from alflow.labeling import make_labeler, sanity_reason
+from alflow.selection import (
+    descriptor_species,
+    mace_structure_descriptors,
+    rescore_pending,
+    score_frames,
+    select_candidates,
+    soap_free_descriptor,
+)
 from alflow.steps.context import StepContext
 from alflow.structures import atoms_from_doc
 
-__all__ = ["select_for_labeling"]
+__all__ = ["AUDIT_REASON", "calibration_data", "select_for_labeling"]
 
 log = logging.getLogger(__name__)
 
 _CATEGORY_STATUS = {"accurate": "accurate", "candidate": "candidate", "failed": "unphysical"}
+#: ``reason`` of the audit frames (status ``selected``, field ``audit: true``).
+AUDIT_REASON = "audit: random frame of the accurate class (calibration below the window)"
+#: Prefix of the ``reason`` of queued frames dropped after re-scoring (status ``rejected``).
+DROPPED_REASON = "pending DFT dropped"
+MIN_MEMBERS = 2
 
 
-def select_for_labeling(ctx: StepContext, iteration: int) -> dict[str, Any]:
-    """Classify the iteration's frames by committee deviation and pick a diverse budget.
+def _load_committee(ctx: StepContext, iteration: int) -> Any | None:
+    """The iteration's committee from the store, or None (logged) if it cannot be had."""
+    models = ctx.store.trained_models(ctx.campaign, iteration)
+    if len(models) < MIN_MEMBERS:
+        log.info(
+            "iteration %d: %d trained members, no committee for select", iteration, len(models)
+        )
+        return None
+    try:
+        from alflow.committee import load_committee
+
+        paths = [ctx.store.fetch_model(m["_id"], ctx.workdir / "models") for m in models]
+        return load_committee(
+            paths,
+            device=ctx.settings.device,
+            dtype=ctx.config.committee.training.dtype,
+            threads=ctx.settings.torch_threads,
+        )
+    except Exception as exc:  # optional path: selection works without the committee
+        log.warning("iteration %d: committee not loaded for select (%s)", iteration, exc)
+        return None
+
+
+def calibration_data(
+    ctx: StepContext, before_iteration: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores and true errors of the campaign's labeled frames from earlier iterations.
+
+    Parameters
+    ----------
+    ctx
+        Store, campaign, config and settings.
+    before_iteration
+        Only frames of iterations ``< before_iteration``.
+
+    Returns
+    -------
+    scores, errors_eV_A, iterations
+        Selection score of each frame when it was selected (form of
+        ``selection.deviation``), its true max per-atom force error of the
+        committee mean against the label (eV/Å), and its iteration.
+    """
+    store, campaign = ctx.store, ctx.campaign
+    parameters_hash = make_labeler(ctx.config.labeling.oracle, ctx.settings).parameters_hash()
+    deviation, errors, iterations, mean_forces = [], [], [], []
+    query = {
+        "campaign": campaign,
+        "iteration": {"$lt": before_iteration},
+        "status": "labeled",
+        "committee.forces_eV_A": {"$exists": True},
+        "uncertainty.max_force_dev_eV_A": {"$exists": True},
+    }
+    projection = {"key": 1, "iteration": 1, "committee": 1, "uncertainty": 1}
+    for doc in store.find_structures(query, projection):
+        label = store.label(doc["key"], parameters_hash)
+        if label is None or not label.get("ok") or label.get("forces_eV_A") is None:
+            continue
+        predicted = np.asarray(doc["committee"]["forces_eV_A"], dtype=float)
+        deviation.append(float(doc["uncertainty"]["max_force_dev_eV_A"]))
+        errors.append(frame_force_error_eV_A(predicted, label["forces_eV_A"]))
+        iterations.append(int(doc["iteration"]))
+        mean_forces.append(predicted)
+    scores = score_frames(np.asarray(deviation, dtype=float), mean_forces, ctx.config.selection)
+    return scores, np.asarray(errors, dtype=float), np.asarray(iterations, dtype=int)
+
+
+def _drop_pending(
+    ctx: StepContext, iteration: int, committee: Any | None, thresholds: Thresholds
+) -> dict[str, Any]:
+    """Re-score frames of earlier iterations still queued for DFT; drop the accurate ones."""
+    store, campaign = ctx.store, ctx.campaign
+    query = {"campaign": campaign, "iteration": {"$lt": iteration}, "status": "selected"}
+    docs = list(store.find_structures(query, {"key": 1, "atoms": 1, "iteration": 1}))
+    summary: dict[str, Any] = {"pending": len(docs), "rescored": 0, "dropped": 0, "keys": []}
+    if not docs or committee is None or not ctx.config.selection.rescore_pending:
+        return summary
+    frames = [atoms_from_doc(d["atoms"]) for d in docs]
+    result = rescore_pending(frames, committee, thresholds.lo, ctx.config.selection)
+    summary["rescored"] = len(docs)
+    for doc, drop, deviation, score in zip(
+        docs, result.drop, result.max_force_dev_eV_A, result.score, strict=True
+    ):
+        if not drop:
+            continue
+        reason = (
+            f"{DROPPED_REASON}: committee of iteration {iteration} scores {score:.4g} "
+            f"< trust_lo {thresholds.lo:.4g}"
+        )
+        store.set_status(
+            campaign,
+            [doc["key"]],
+            "rejected",
+            reason=reason,
+            dropped_pending={
+                "by_iteration": iteration,
+                "max_force_dev_eV_A": float(deviation),
+                "score": float(score),
+                "trust_lo": thresholds.lo,
+            },
+        )
+        summary["keys"].append(doc["key"])
+    summary["dropped"] = len(summary["keys"])
+    if summary["dropped"]:
+        log.info(
+            "iteration %d: %d of %d frames queued for DFT are now accurate: dropped",
+            iteration,
+            summary["dropped"],
+            len(docs),
+        )
+    return summary
+
+
+def _descriptors(
+    committee: Any | None, kind: str, frames: list[Atoms], known: list[Atoms]
+) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """Descriptors of the frames and of the known structures, and which kind was used."""
+    if kind in ("auto", "mace") and committee is not None:
+        both = mace_structure_descriptors(committee, [*frames, *known])
+        if both is not None and len(both) == len(frames) + len(known):
+            return both[: len(frames)], (both[len(frames) :] if known else None), "mace"
+    if kind == "mace":
+        log.warning("MACE descriptors unavailable: FPS uses the RDF descriptor")
+    species = descriptor_species(frames)
+    known_descriptors = (
+        np.array([soap_free_descriptor(a, species=species) for a in known]) if known else None
+    )
+    return None, known_descriptors, "rdf"
+
+
+def _set(ctx: StepContext, keys: Iterable[str], status: str, **kwargs: Any) -> None:
+    keys = list(keys)
+    if keys:
+        ctx.store.set_status(ctx.campaign, keys, status, **kwargs)
+
+
+def select_for_labeling(
+    ctx: StepContext, iteration: int, *, committee: Any | None = None
+) -> dict[str, Any]:
+    """Classify the iteration's frames, calibrate the window and pick a diverse budget.
 
     Frames below the trust window become ``accurate``, above it
     ``unphysical``; candidates failing the sanity checks or already known to
-    the campaign are ``rejected`` with the reason; the chosen ones become
-    ``selected``. The budget is the smaller of the per-iteration budget and
-    what is left of the campaign's DFT budget.
+    the campaign are ``rejected`` with the reason; the chosen ones and the
+    audit frames become ``selected`` (audit frames with ``audit: true``). The
+    budget is the smaller of the per-iteration budget and what is left of the
+    campaign's DFT budget.
+
+    Parameters
+    ----------
+    ctx
+        Store, campaign, config, settings and the launch directory.
+    iteration
+        The iteration whose explored frames are selected.
+    committee
+        The iteration's committee calculator; default: loaded from the store
+        when descriptors or re-scoring need it (None if it cannot be loaded).
 
     Returns
     -------
     dict
-        ``{"selected": [keys], "counts": {...}, "budget": int}``.
+        ``{"selected": [keys], "audit": [keys], "dropped_pending": [keys],
+        "counts": {...}, "budget": int, "thresholds": {...}}``. Every key in
+        ``selected`` (audit frames included) needs a DFT label.
     """
     store, config = ctx.store, ctx.config
-    query = {"campaign": ctx.campaign, "iteration": iteration, "status": "explored"}
-    docs = list(store.find_structures(query, {"key": 1, "atoms": 1, "uncertainty": 1}))
+    selection_config = config.selection
     spent = store.count_labels(ctx.campaign)
-    budget = max(0, min(config.selection.max_per_iteration, config.loop.max_dft_labels - spent))
+    budget = max(0, min(selection_config.max_per_iteration, config.loop.max_dft_labels - spent))
+    query = {"campaign": ctx.campaign, "iteration": iteration, "status": "explored"}
+    docs = list(
+        store.find_structures(query, {"key": 1, "atoms": 1, "uncertainty": 1, "committee": 1})
+    )
+    pending_exist = selection_config.rescore_pending and store.structures.count_documents(
+        {"campaign": ctx.campaign, "iteration": {"$lt": iteration}, "status": "selected"}
+    )
+    wants_committee = bool(docs and selection_config.descriptor != "rdf") or bool(pending_exist)
+    if committee is None and wants_committee:
+        committee = _load_committee(ctx, iteration)
+
+    scores_seen, errors_seen, _ = calibration_data(ctx, iteration)
+    thresholds = calibrated_thresholds(scores_seen, errors_seen, selection_config)
+    pending = _drop_pending(ctx, iteration, committee, thresholds)
+    record: dict[str, Any] = {
+        "thresholds": thresholds.as_doc(),
+        "pending": {k: v for k, v in pending.items() if k != "keys"},
+    }
     if not docs:
         log.info("iteration %d: no frames to select from", iteration)
-        return {"selected": [], "counts": {"explored": 0}, "budget": budget}
+        counts = {"explored": 0, "selected": 0, "audit": 0, "budget": budget}
+        store.put_iteration(ctx.campaign, iteration, {"selection": {**counts, **record}})
+        return {
+            "selected": [],
+            "audit": [],
+            "dropped_pending": pending["keys"],
+            "counts": counts,
+            "budget": budget,
+            "thresholds": thresholds.as_doc(),
+        }
 
     atoms = [atoms_from_doc(d["atoms"]) for d in docs]
     keys = [d["key"] for d in docs]
     deviation = np.array([d["uncertainty"]["max_force_dev_eV_A"] for d in docs], dtype=float)
+    mean_forces = (
+        [np.asarray(d["committee"]["forces_eV_A"]) for d in docs]
+        if selection_config.deviation == "relative"
+        else None
+    )
+    scores = score_frames(deviation, mean_forces, selection_config)
     known = {
         d["key"]
         for d in store.find_structures(
@@ -53,7 +269,7 @@ def select_for_labeling(ctx: StepContext, iteration: int) -> dict[str, Any]:
                 "campaign": ctx.campaign,
                 "status": {"$in": ["seed", "selected", "labeled", "failed"]},
             },
-            {"key": 1, "atoms": 1},
+            {"key": 1},
         )
     }
     labeled_atoms = [
@@ -62,42 +278,60 @@ def select_for_labeling(ctx: StepContext, iteration: int) -> dict[str, Any]:
             {"campaign": ctx.campaign, "status": {"$in": ["seed", "labeled"]}}, {"atoms": 1}
         )
     ]
-    species = descriptor_species(atoms)
-    known_descriptors = (
-        np.array([soap_free_descriptor(a, species=species) for a in labeled_atoms])
-        if labeled_atoms
-        else None
-    )
+    descriptors, known_descriptors, kind = (None, None, "none")
+    if selection_config.diversity == "fps":
+        descriptors, known_descriptors, kind = _descriptors(
+            committee, selection_config.descriptor, atoms, labeled_atoms
+        )
     selection = select_candidates(
         atoms,
-        deviation,
+        scores,
         keys,
-        selection=config.selection,
+        selection=selection_config,
         budget=budget,
         known_keys=known,
         known_descriptors=known_descriptors,
-        sanity_check=partial(sanity_reason, sanity=config.selection.sanity),
+        sanity_check=partial(sanity_reason, sanity=selection_config.sanity),
+        window=(thresholds.lo, thresholds.hi),
+        descriptors=descriptors,
+        audit_per_iteration=selection_config.audit_per_iteration,
+        seed=selection_config.seed + iteration,
     )
 
     classes = np.asarray(selection.classes)
     for category, status in _CATEGORY_STATUS.items():
-        members = [keys[i] for i in np.flatnonzero(classes == category)]
-        if members:
-            store.set_status(ctx.campaign, members, status)
+        _set(ctx, [keys[i] for i in np.flatnonzero(classes == category)], status)
     for index, reason in selection.rejected.items():
-        store.set_status(ctx.campaign, [keys[index]], "rejected", reason=reason)
+        _set(ctx, [keys[index]], "rejected", reason=reason)
+    audit = set(selection.audit)
     chosen = [keys[i] for i in selection.selected]
-    if chosen:
-        store.set_status(ctx.campaign, chosen, "selected")
+    _set(ctx, [keys[i] for i in selection.selected if i not in audit], "selected")
+    audit_keys = [keys[i] for i in selection.audit]
+    _set(ctx, audit_keys, "selected", reason=AUDIT_REASON, audit=True)
     counts = {"explored": len(docs), **selection.counts, "budget": budget}
-    store.put_iteration(ctx.campaign, iteration, {"selection": counts})
+    store.put_iteration(
+        ctx.campaign, iteration, {"selection": {**counts, **record, "descriptor": kind}}
+    )
     log.info(
-        "iteration %d: %d frames, %s accurate, %s candidates, %d selected (budget %d)",
+        "iteration %d: %d frames, window [%.4g, %.4g) %s, %s accurate, %s candidates, "
+        "%d selected (%d audit, budget %d, %s descriptors)",
         iteration,
         len(docs),
+        thresholds.lo,
+        thresholds.hi,
+        thresholds.source,
         selection.counts.get("accurate", 0),
         selection.counts.get("candidate", 0),
         len(chosen),
+        len(audit_keys),
         budget,
+        kind,
     )
-    return {"selected": chosen, "counts": counts, "budget": budget}
+    return {
+        "selected": chosen,
+        "audit": audit_keys,
+        "dropped_pending": pending["keys"],
+        "counts": counts,
+        "budget": budget,
+        "thresholds": thresholds.as_doc(),
+    }

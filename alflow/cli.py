@@ -35,14 +35,13 @@ def _configure_logging(verbose: int) -> None:
     alflow_logger.handlers[:] = [handler]
     alflow_logger.setLevel(level)
     alflow_logger.propagate = False
-    # FireWorks adds a stdout handler to these loggers unless one exists: give
-    # them a quiet one (FireWorks' debug lines stay in its own log files).
-    quiet = logging.StreamHandler(sys.stderr)
-    quiet.setLevel(logging.DEBUG if verbose > 2 else logging.WARNING)
+    # FireWorks resets its loggers' levels and adds stdout handlers on every
+    # launch; a logger-level filter survives both and keeps its chatter out.
+    fireworks_level = logging.DEBUG if verbose > 2 else logging.WARNING
     for name in ("launchpad", "rocket.launcher"):
         fw_logger = logging.getLogger(name)
-        fw_logger.handlers[:] = [quiet]
-        fw_logger.propagate = False
+        fw_logger.filters[:] = []
+        fw_logger.addFilter(lambda record, level=fireworks_level: record.levelno >= level)
 
 
 def _clock(seconds: float) -> str:

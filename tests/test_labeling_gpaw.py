@@ -22,7 +22,13 @@ from ase.build import bulk
 from alflow.config import GPAWOracle, config_hash
 from alflow.errors import LabelingError
 from alflow.labeling.gpaw_job import FAULT_ENV, gpaw_calculator_kwargs, resolve_kpts
-from alflow.labeling.gpaw_labeler import GENTLE_MIXER, GPAWLabeler, escalated_parameters
+from alflow.labeling.gpaw_labeler import (
+    GENTLE_MIXER,
+    GPAWLabeler,
+    effective_parameters_hash,
+    escalated_parameters,
+    physics_changed,
+)
 from alflow.settings import Settings
 
 HAVE_GPAW = importlib.util.find_spec("gpaw") is not None
@@ -68,16 +74,43 @@ def test_parameters_exclude_retry_budget() -> None:
 
 
 def test_escalation_schedule() -> None:
+    """Numerics (maxiter, mixer) first; smearing only on the last of >= 2 retries."""
     requested = GPAWLabeler(ORACLE, Settings()).parameters()
-    same, changed = escalated_parameters(requested, 0)
+    same, changed = escalated_parameters(requested, 0, 2)
     assert same == requested and changed == {}
-    first, changed = escalated_parameters(requested, 1)
-    assert changed == {"maxiter": 666, "mixer": GENTLE_MIXER, "smearing_width_eV": 0.2}
-    assert first["xc"] == "PBE" and first["maxiter"] == 666
-    second, _ = escalated_parameters(requested, 2)
-    assert second["maxiter"] == 1332 and second["smearing_width_eV"] == pytest.approx(0.4)
+    first, changed = escalated_parameters(requested, 1, 2)
+    assert changed == {"maxiter": 666, "mixer": GENTLE_MIXER}
+    assert first["xc"] == "PBE" and first["smearing_width_eV"] == 0.1
+    second, changed = escalated_parameters(requested, 2, 2)
+    assert second["maxiter"] == 1332 and second["smearing_width_eV"] == pytest.approx(0.2)
+    assert not physics_changed({"maxiter": 666, "mixer": GENTLE_MIXER})
+    assert physics_changed(changed)
+    only_retry = escalated_parameters(requested, 1, 1)[1]  # a single retry never smears more
+    assert "smearing_width_eV" not in only_retry
     cold = {**requested, "smearing_width_eV": 0.0}
-    assert escalated_parameters(cold, 1)[1]["smearing_width_eV"] == pytest.approx(0.05)
+    assert escalated_parameters(cold, 2, 2)[1]["smearing_width_eV"] == pytest.approx(0.05)
+
+
+def test_changed_physics_is_flagged_with_effective_hash() -> None:
+    labeler = GPAWLabeler(ORACLE, Settings())
+    requested = labeler.parameters()
+    job = {"energy_eV": -1.0, "forces_eV_A": [[0, 0, 0]], "wall_s": 1.0, "host": "h"}
+    numerics, _ = escalated_parameters(requested, 1, 2)
+    kept = labeler._result(
+        {**job, "parameters": {**numerics, "kpts_mesh": [2, 2, 2]}},
+        requested,
+        labeler.parameters_hash(),
+        [],
+    )
+    assert kept.parameters_effective_hash is None
+    smeared, _ = escalated_parameters(requested, 2, 2)
+    flagged = labeler._result(
+        {**job, "parameters": smeared}, requested, labeler.parameters_hash(), []
+    )
+    assert flagged.parameters_effective_hash == effective_parameters_hash(smeared)
+    assert flagged.parameters_effective_hash != effective_parameters_hash(requested)
+    assert flagged.parameters_hash == labeler.parameters_hash()  # still the requested identity
+    assert flagged.to_doc()["parameters_effective_hash"] == flagged.parameters_effective_hash
 
 
 def test_kpoint_mesh_respects_pbc() -> None:
@@ -97,12 +130,12 @@ def test_kpoint_mesh_respects_pbc() -> None:
 def test_calculator_kwargs() -> None:
     requested = GPAWLabeler(ORACLE.model_copy(update={"spinpol": True}), Settings()).parameters()
     kwargs, resolved = gpaw_calculator_kwargs(
-        escalated_parameters(requested, 1)[0], rattled_al(), "gpaw.txt"
+        escalated_parameters(requested, 2, 2)[0], rattled_al(), "gpaw.txt"
     )
     assert kwargs["mode"] == {"name": "pw", "ecut": 200.0}
     assert kwargs["kpts"] == {"size": [2, 2, 2], "gamma": False}
     assert kwargs["occupations"] == {"name": "fermi-dirac", "width": 0.2}
-    assert kwargs["mixer"] == GENTLE_MIXER and kwargs["maxiter"] == 666
+    assert kwargs["mixer"] == GENTLE_MIXER and kwargs["maxiter"] == 1332
     assert kwargs["spinpol"] is True and kwargs["xc"] == "PBE"
     assert resolved == {"kpts_mesh": [2, 2, 2], "kpts_gamma": False}
     lcao = {**requested, "mode": "lcao"}
@@ -172,8 +205,10 @@ def test_scf_failure_is_retried_and_recorded(
     assert [a["status"] for a in result.attempts] == ["scf_failed", "ok"]
     failed, ok = result.attempts
     assert "KohnShamConvergenceError" in failed["error"] and failed["settings"] == {}
-    assert ok["settings"] == {"maxiter": 666, "mixer": GENTLE_MIXER, "smearing_width_eV": 0.2}
-    assert result.parameters["smearing_width_eV"] == 0.2  # what was actually used
+    assert ok["settings"] == {"maxiter": 666, "mixer": GENTLE_MIXER}  # numerics only
+    assert result.parameters["smearing_width_eV"] == 0.1  # the physics asked for
+    assert result.parameters["maxiter"] == 666  # what was actually used
+    assert result.parameters_effective_hash is None
     assert result.parameters_hash == labeler.parameters_hash()  # what was asked for
     assert (tmp_path / "gpaw-attempt0.txt").is_file() and (tmp_path / "gpaw.txt").is_file()
     assert json.loads((tmp_path / "attempts.json").read_text())[0]["status"] == "scf_failed"

@@ -110,6 +110,11 @@ class LabelResult:
         One record per attempt: ``attempt``, ``status`` (ok, scf_failed,
         crashed, error, reused), ``settings`` (what was changed from the
         request), ``error``, ``wall_s``.
+    parameters_effective_hash
+        None when the label was computed with the requested physics (retries
+        may still have changed SCF numerics: maxiter, mixer); otherwise the
+        hash of the physics actually used (a last-resort retry doubled the
+        smearing width), so training can leave such labels out.
     """
 
     energy_eV: float
@@ -126,6 +131,7 @@ class LabelResult:
     parameters: dict[str, Any]
     parameters_hash: str
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    parameters_effective_hash: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
         """Plain JSON/BSON-able dict (lists instead of arrays).
@@ -154,6 +160,7 @@ class LabelResult:
             "parameters": _plain(self.parameters),
             "parameters_hash": str(self.parameters_hash),
             "attempts": _plain(self.attempts),
+            "parameters_effective_hash": self.parameters_effective_hash,
         }
 
     @classmethod
@@ -186,6 +193,7 @@ class LabelResult:
             parameters=dict(doc["parameters"]),
             parameters_hash=str(doc["parameters_hash"]),
             attempts=list(doc.get("attempts", [])),
+            parameters_effective_hash=doc.get("parameters_effective_hash"),
         )
 
 

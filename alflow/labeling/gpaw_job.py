@@ -34,7 +34,10 @@ Fault injection for tests (environment variable ``ALFLOW_GPAW_FAULT``):
 - ``scf_fail_first``: attempt 0 runs with ``maxiter=3`` (the SCF fails);
 - ``scf_fail_always``: every attempt runs with ``maxiter=3``;
 - ``kill``: rank 0 sends itself SIGKILL after the energy is computed,
-  before ``result.json`` is written.
+  before ``result.json`` is written;
+- ``hang``: every rank sleeps (up to an hour) before GPAW starts, as a
+  calculation cut short by a walltime or a node failure would look
+  (``scancel`` or a timeout ends it).
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FAULT_ENV = "ALFLOW_GPAW_FAULT"
-FAULTS = ("scf_fail_first", "scf_fail_always", "kill")
+FAULTS = ("scf_fail_first", "scf_fail_always", "kill", "hang")
+_HANG_S = 3600.0
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_SCF_FAILED = 2
@@ -172,6 +176,9 @@ def _calculate(
     from gpaw import GPAW
     from gpaw.mpi import world
 
+    if fault == "hang":
+        logger.warning("fault injection: hanging for up to %.0f s", _HANG_S)
+        time.sleep(_HANG_S)
     run_parameters = dict(parameters)
     if fault == "scf_fail_always" or (fault == "scf_fail_first" and attempt == 0):
         run_parameters["maxiter"] = _FAULT_MAXITER

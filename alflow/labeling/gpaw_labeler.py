@@ -6,8 +6,12 @@ alflow.labeling.gpaw_job input.json result.json`` for N > 1 ranks, plain
 ``python -m ...`` for one) and reads ``result.json``.
 
 - SCF failures are retried up to ``oracle.max_retries`` times, each with a
-  fresh calculator and gentler settings (maxiter ×2, Pulay mixer beta 0.05,
-  nmaxold 5, weight 50, smearing ×2 per retry).
+  fresh calculator and gentler *numerics* first (maxiter ×2 per retry, Pulay
+  mixer beta 0.05, nmaxold 5, weight 50). Only the last retry, and only when
+  at least one numerics-only retry came before it, also doubles the smearing
+  width: that changes the physics (≈40 meV/atom for rattled Al4 at 0.1 →
+  0.2 eV), so such a result carries ``parameters_effective_hash`` (the hash
+  of the physics actually used) and training can leave it out.
 - A process that crashes or is killed (no ``result.json``) or a job that
   raised another error is not retried: the attempt is recorded with the exit
   status or signal and the tail of the logs, and :class:`LabelingFailedError`
@@ -43,7 +47,14 @@ from alflow.labeling.gpaw_job import EXIT_ERROR, EXIT_OK, EXIT_SCF_FAILED
 from alflow.settings import Settings
 from alflow.structures import atoms_to_doc, structure_key
 
-__all__ = ["GENTLE_MIXER", "GPAWLabeler", "escalated_parameters"]
+__all__ = [
+    "GENTLE_MIXER",
+    "NUMERICS_KEYS",
+    "GPAWLabeler",
+    "effective_parameters_hash",
+    "escalated_parameters",
+    "physics_changed",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +71,19 @@ STDERR_NAME = "job.err"
 _LOG_TAIL_LINES = 25
 
 
-def escalated_parameters(requested: dict[str, Any], attempt: int) -> tuple[dict[str, Any], dict]:
+#: Parameters that only steer the SCF towards the same solution (no effect on the physics).
+NUMERICS_KEYS = ("maxiter", "mixer", "convergence_energy_eV", "convergence_density")
+
+
+def escalated_parameters(
+    requested: dict[str, Any], attempt: int, max_retries: int | None = None
+) -> tuple[dict[str, Any], dict]:
     """Parameters of attempt ``attempt``: the request, made gentler after each SCF failure.
+
+    Retry k (k ≥ 1) runs with ``maxiter`` × 2**k and the gentle Pulay mixer
+    (:data:`GENTLE_MIXER`). The last retry (k = ``max_retries`` ≥ 2) also
+    doubles the smearing width (or sets 0.05 eV when none was asked for):
+    more smearing is the last resort because it changes the energy.
 
     Parameters
     ----------
@@ -69,6 +91,8 @@ def escalated_parameters(requested: dict[str, Any], attempt: int) -> tuple[dict[
         The requested parameter set (GPAWOracle fields).
     attempt
         0 for the first try, k for the k-th retry.
+    max_retries
+        The retry budget; None: treat ``attempt`` as the last retry when ≥ 2.
 
     Returns
     -------
@@ -77,14 +101,25 @@ def escalated_parameters(requested: dict[str, Any], attempt: int) -> tuple[dict[
     """
     if attempt <= 0:
         return dict(requested), {}
-    factor = 2**attempt
-    width_eV = float(requested["smearing_width_eV"])
-    changed = {
-        "maxiter": int(requested["maxiter"]) * factor,
+    last = attempt if max_retries is None else max_retries
+    changed: dict[str, Any] = {
+        "maxiter": int(requested["maxiter"]) * 2**attempt,
         "mixer": dict(GENTLE_MIXER),
-        "smearing_width_eV": width_eV * factor if width_eV > 0 else _RETRY_WIDTH_eV * factor / 2,
     }
+    if attempt >= 2 and attempt >= last:
+        width_eV = float(requested["smearing_width_eV"])
+        changed["smearing_width_eV"] = width_eV * 2 if width_eV > 0 else _RETRY_WIDTH_eV
     return {**requested, **changed}, changed
+
+
+def physics_changed(changed: dict[str, Any]) -> bool:
+    """True when a retry changed more than the SCF numerics (:data:`NUMERICS_KEYS`)."""
+    return any(key not in NUMERICS_KEYS for key in changed)
+
+
+def effective_parameters_hash(parameters: dict[str, Any]) -> str:
+    """Hash of the physics of a parameter set: :func:`config_hash` without the numerics keys."""
+    return config_hash({k: v for k, v in parameters.items() if k not in NUMERICS_KEYS})
 
 
 def _signal_name(number: int) -> str:
@@ -289,21 +324,21 @@ class GPAWLabeler:
             attempts = self._read_attempts(workdir)
             attempts.append({"attempt": len(attempts), "status": "reused", "wall_s": 0.0})
             logger.info("%s: reusing result.json (%s)", workdir, key)
-            return self._result(previous, parameters_hash, attempts)
+            return self._result(previous, requested, parameters_hash, attempts)
         stale = workdir / RESULT_NAME
         if stale.exists():
             stale.replace(workdir / "result-previous.json")
         atoms_doc = atoms_to_doc(atoms)
         attempts: list[dict[str, Any]] = []
         for attempt in range(self.oracle.max_retries + 1):
-            parameters, changed = escalated_parameters(requested, attempt)
+            parameters, changed = escalated_parameters(requested, attempt, self.oracle.max_retries)
             record, result = self._attempt(
                 workdir, atoms_doc, parameters, changed, attempt, parameters_hash, key
             )
             attempts.append(record)
             self._write_attempts(workdir, attempts)
             if result is not None:
-                return self._result(result, parameters_hash, attempts)
+                return self._result(result, requested, parameters_hash, attempts)
             self._archive(workdir, attempt)
             if record["status"] != "scf_failed":
                 break
@@ -455,8 +490,23 @@ class GPAWLabeler:
         return attempts if isinstance(attempts, list) else []
 
     def _result(
-        self, result: dict[str, Any], parameters_hash: str, attempts: list[dict[str, Any]]
+        self,
+        result: dict[str, Any],
+        requested: dict[str, Any],
+        parameters_hash: str,
+        attempts: list[dict[str, Any]],
     ) -> LabelResult:
+        used = {k: result["parameters"].get(k) for k in requested}
+        changed = {k: v for k, v in used.items() if v != requested[k]}
+        effective_hash = effective_parameters_hash(used) if physics_changed(changed) else None
+        if effective_hash is not None:
+            logger.warning(
+                "%s: converged only with changed physics %s: recorded with "
+                "parameters_effective_hash %s",
+                result.get("structure_key"),
+                {k: v for k, v in changed.items() if k not in NUMERICS_KEYS},
+                effective_hash,
+            )
         stress = result.get("stress_eV_A3")
         magmoms = result.get("magmoms_muB")
         return LabelResult(
@@ -474,4 +524,5 @@ class GPAWLabeler:
             parameters=dict(result["parameters"]),
             parameters_hash=parameters_hash,
             attempts=attempts,
+            parameters_effective_hash=effective_hash,
         )

@@ -124,6 +124,11 @@ def _progress(launchpad: Any, fw_id: int, seconds: float, count: int) -> Firewor
     )
 
 
+def _submitted(dispatcher: Any, fw_id: int) -> float:
+    """Submission time of the last ingested job of ``fw_id`` (now if unknown)."""
+    return float(dispatcher.submitted_at.get(fw_id, time.time()))
+
+
 def _fizzled(launchpad: Any, campaign: str) -> list[str]:
     out = []
     for fw in launchpad.fireworks.find(
@@ -140,6 +145,7 @@ def run_campaign(
     retry_fizzled: bool = False,
     progress: Progress | None = None,
     max_fireworks: int | None = None,
+    dft_queue: Any | None = None,
 ) -> RunOutcome:
     """Run (or resume) a campaign in this process until nothing is left to run.
 
@@ -155,6 +161,11 @@ def run_campaign(
         Called after each Firework.
     max_fireworks
         Stop after this many Fireworks (for tests and stepping through).
+    dft_queue
+        A :class:`~alflow.workflow.offline.QueueOptions`: label Fireworks
+        that need a calculation go to Slurm/PBS as offline jobs and are
+        ingested when done (:mod:`alflow.workflow.offline`); None: everything
+        runs in this process.
 
     Returns
     -------
@@ -186,12 +197,36 @@ def run_campaign(
     )
     scratch = Path(settings.scratch_dir).resolve() / config.name
     count = 0
+    dispatcher = None
+    if dft_queue is not None:
+        from alflow.workflow.offline import OfflineDispatcher
+
+        dispatcher = OfflineDispatcher(launchpad, store, settings, fworker, dft_queue)
+        dispatcher.adopt_running(config.name)
     while max_fireworks is None or count < max_fireworks:
+        if dispatcher is not None:
+            for fw_id, what in dispatcher.poll():
+                connection.save()
+                if what == "RERUN":
+                    continue
+                count += 1
+                if progress is not None:
+                    job_s = time.time() - _submitted(dispatcher, fw_id)
+                    progress(_progress(launchpad, fw_id, job_s, count))
+            if max_fireworks is not None and count >= max_fireworks:
+                break
         ready = _next_ready(launchpad, fworker)
         if ready is None:
+            if dispatcher is not None and dispatcher.in_flight:
+                time.sleep(dispatcher.options.poll_s)
+                continue
             break
         started = time.perf_counter()
         directory = scratch / f"fw{ready['fw_id']:05d}"
+        if dispatcher is not None and dispatcher.accepts(ready["fw_id"]):
+            dispatcher.submit(ready["fw_id"], directory)
+            connection.save()
+            continue
         log.info("start %s", ready["name"])
         with _working_directory(directory):
             launch_rocket(launchpad, fworker, fw_id=ready["fw_id"], strm_lvl="ERROR")

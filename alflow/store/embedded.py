@@ -100,6 +100,10 @@ class EmbeddedServer:
                         indexes.append(record)
         except (OSError, bson.errors.BSONError) as exc:
             raise StoreError(f"cannot read embedded store {self.path}: {exc}") from None
+        # Data first, indexes after: mongomock checks a unique index on every
+        # insert by scanning the collection, which would make loading quadratic.
+        for (db, coll), docs in batches.items():
+            self.client[db][coll].insert_many(docs)
         for record in indexes:
             collection = self.client[record["db"]][record["coll"]]
             for name, spec in record["indexes"].items():
@@ -107,8 +111,6 @@ class EmbeddedServer:
                     continue
                 options = {k: v for k, v in spec.items() if k in ("unique", "sparse")}
                 collection.create_index([tuple(k) for k in spec["key"]], name=name, **options)
-        for (db, coll), docs in batches.items():
-            self.client[db][coll].insert_many(docs)
         log.debug("loaded embedded store %s", self.path)
 
     def save(self) -> None:
@@ -140,9 +142,12 @@ class EmbeddedServer:
 def open_embedded(path: str | Path, *, writable: bool = True) -> EmbeddedServer:
     """Return this process's server for ``path``, opening it once.
 
-    Every LaunchPad and store in one process must share one server object: a
-    second mongomock client would be an independent snapshot.
+    Every LaunchPad and store in one process must share one writable server
+    object: a second mongomock client would be an independent snapshot. A
+    read-only open always loads a fresh snapshot of the file.
     """
+    if not writable:  # a reader wants the state as saved now, not a cached snapshot
+        return EmbeddedServer(path, writable=False)
     key = (Path(path).resolve(), writable)
     server = _SERVERS.get(key)
     if server is None:

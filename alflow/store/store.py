@@ -102,12 +102,15 @@ class Store:
         )
         self.structures.create_index([("status", ASCENDING)])
         self.structures.create_index([("formula", ASCENDING)])
+        self.structures.create_index([("reduced_formula", ASCENDING)])
+        self.structures.create_index([("campaign", ASCENDING), ("reduced_formula", ASCENDING)])
         self.structures.create_index([("elements", ASCENDING)])
         self.structures.create_index([("uncertainty.max_force_dev_eV_A", DESCENDING)])
         self.labels.create_index(
             [("structure_key", ASCENDING), ("parameters_hash", ASCENDING)], unique=True
         )
         self.labels.create_index([("campaign", ASCENDING), ("iteration", ASCENDING)])
+        self.labels.create_index([("campaign", ASCENDING), ("ok", ASCENDING)])
         self.models.create_index(
             [("campaign", ASCENDING), ("iteration", ASCENDING), ("member", ASCENDING)], unique=True
         )

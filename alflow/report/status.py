@@ -5,19 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from alflow.store import Store
+from alflow.store.store import CLASSIFIED_STATUSES
 
 __all__ = ["campaign_status", "format_status"]
 
-_COLUMNS = (
-    "explored",
-    "accurate",
-    "candidate",
-    "unphysical",
-    "selected",
-    "labeled",
-    "failed",
-    "rejected",
-)
+_COLUMNS = ("explored", *CLASSIFIED_STATUSES)
 
 
 def campaign_status(store: Store, name: str) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from alflow.config import CampaignConfig, config_hash
 from alflow.errors import StoreError, TrainingError
 from alflow.structures import atoms_from_doc, atoms_to_doc, labeled_atoms, pymatgen_dict
 
-__all__ = ["STATUSES", "Store", "utcnow"]
+__all__ = ["CLASSIFIED_STATUSES", "STATUSES", "Store", "utcnow"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ STATUSES = (
     "failed",
     "rejected",
 )
+
+
+#: Where a walker's frame can be once its iteration has been selected.
+CLASSIFIED_STATUSES = STATUSES[2:]
 
 
 def utcnow() -> datetime:

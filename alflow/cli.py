@@ -168,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlflowError as exc:
         print(f"alflow: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head, less, ...
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("alflow: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

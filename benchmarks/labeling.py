@@ -5,7 +5,8 @@ Two measurements on rattled fcc Al cells (PBE, plane waves):
 1. Fan-out: L frames labeled on S parallel slots (S label jobs at a time,
    each its own GPAW process with one rank, as S dft workers would run
    them) against the ideal ``ceil(L/S) × t1``, where t1 is the median wall
-   time of one job alone. ``fanout_efficiency = ceil(L/S) × t1 / wall``
+   time of one job alone (timed before and after the fan-out, since the
+   machine may be shared). ``fanout_efficiency = ceil(L/S) × t1 / wall``
    (1.0: perfect; below 1: the slots slow each other down: memory
    bandwidth, shared cores, start-up).
 2. Cores: the median wall time of one frame with 1 and 2 MPI ranks
@@ -95,12 +96,14 @@ def main(argv: list[str] | None = None) -> int:
             by_cores[str(ranks)] = statistics.median(times)
             spreads[str(ranks)] = times
             log.info("%d rank(s): %s s per frame", ranks, " ".join(f"{t:.2f}" for t in times))
-        single_s = by_cores["1"]
-
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=slots) as pool:
             job_times = list(pool.map(lambda _: run(1), range(n_frames)))
         wall_s = time.perf_counter() - start
+        # the machine may be shared: time single jobs before and after the fan-out
+        after = [run(1) for _ in range(repeats)]
+        single_s = statistics.median(spreads["1"] + after)
+        log.info("1 rank after the fan-out: %s s", " ".join(f"{t:.2f}" for t in after))
         ideal_s = math.ceil(n_frames / slots) * single_s
         log.info(
             "fan-out: %d frames on %d slots in %.2f s (ideal %.2f s = ceil(L/S) x %.2f s)",

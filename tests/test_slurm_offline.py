@@ -176,6 +176,12 @@ def test_label_firework_runs_as_slurm_job_and_matches_in_process(bench: Bench) -
     script = (job.directory / "FW_submit.script").read_text()
     assert "#SBATCH --ntasks=2" in script and "#SBATCH --time=00:05:00" in script
     assert "singleshot --offline" in script
+    # a runner started again (after a kill) adopts the job still in the queue
+    from alflow.workflow.offline import OfflineDispatcher
+
+    again = OfflineDispatcher(bench.launchpad, bench.store, bench.settings, bench.fworker)
+    assert again.adopt_running(bench.config.name) == 1
+    assert [j.job_id for j in again.jobs.values()] == [job.job_id]
     assert bench.wait() == [(fw_id, "COMPLETED")]
 
     (label,) = bench.labels("happy")

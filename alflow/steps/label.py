@@ -49,6 +49,9 @@ def label_structure(ctx: StepContext, iteration: int, key: str) -> dict[str, Any
     labeler = make_labeler(ctx.config.labeling.oracle, ctx.settings)
     parameters_hash = labeler.parameters_hash()
     done_status = "seed" if doc["status"] == "seed" else "labeled"
+    if doc["status"] == "rejected":  # e.g. re-scored as accurate by a newer committee
+        log.info("structure %s: not labeled (%s)", key, doc.get("reason"))
+        return {"key": key, "status": "rejected", "reused": False, "energy_eV": None}
 
     existing = store.label(key, parameters_hash)
     if existing is not None and existing.get("ok"):

@@ -364,8 +364,9 @@ class OfflineDispatcher:
     def accepts(self, fw_id: int) -> bool:
         """True for a label Firework whose structure needs a real calculation.
 
-        Reused labels and sanity rejections are quick and write the store:
-        they run in-process with the ordinary LabelTask.
+        Reused labels, sanity rejections and structures rejected after
+        selection are quick and write the store: they run in-process with
+        the ordinary LabelTask.
         """
         fw = self.launchpad.fireworks.find_one({"fw_id": fw_id}, {"spec": 1})
         spec = (fw or {}).get("spec", {})
@@ -384,6 +385,8 @@ class OfflineDispatcher:
         if existing is not None and existing.get("ok"):
             return False
         doc = self.store.structure(config.name, key)
+        if doc["status"] == "rejected":  # dropped after selection: the label step skips it
+            return False
         return sanity_reason(atoms_from_doc(doc["atoms"]), config.selection.sanity) is None
 
     # ------------------------------------------------------------------ submit

@@ -149,6 +149,12 @@ def test_labeled_frames_carry_provenance(campaign_run: dict[str, Any]) -> None:
         server.close()
 
 
+def test_walkers_and_members_computed_side_by_side(campaign_run: dict[str, Any]) -> None:
+    log = campaign_run["resume_log"]
+    assert "Fireworks side by side" in log
+    assert "(same inputs)" in log
+
+
 def test_status_json_reports_iterations(campaign_run: dict[str, Any]) -> None:
     report = campaign_run["status"]
     assert report["status"] in ("converged", "stopped")

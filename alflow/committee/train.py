@@ -46,6 +46,7 @@ from ase.data import atomic_numbers
 
 from alflow.config import MaceModelConfig, TrainingConfig
 from alflow.errors import TrainingError
+from alflow.workcache import fingerprint, load_cached, save_cached
 
 __all__ = ["TrainedMember", "build_train_argv", "split_frames", "train_member"]
 
@@ -445,6 +446,16 @@ def _attempt(
     return model_path, errors, log_path
 
 
+def _file_sha256(path: Path) -> str | None:
+    """sha256 of a file, None if it does not exist."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def _mace_version() -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -590,6 +601,17 @@ def train_member(
 
     run_seed = seed
     argv = argv_for(run_seed)
+    cache = workdir / f"{name}.result.pkl"
+    inputs = fingerprint(
+        (workdir / "train.xyz").read_bytes(),
+        (workdir / "valid.xyz").read_bytes(),
+        argv,
+        _file_sha256(previous_model) if previous_model is not None else None,
+        hyperparameters["mace_version"],
+    )
+    cached = load_cached(cache, inputs)  # (TrainedMember, sha256 of its model file)
+    if cached is not None and _file_sha256(cached[0].model_path) == cached[1]:
+        return cached[0]
     try:
         model_path, errors, log_path = _attempt(argv, workdir, name, run_seed, threads)
     except _DivergedError as exc:
@@ -624,6 +646,7 @@ def train_member(
         wall_s=wall_s,
         hyperparameters=hyperparameters,
     )
+    save_cached(cache, inputs, (member, _file_sha256(model_path)))
     logger.info(
         "trained %s (seed %d) in %.1f s: valid RMSE E %s meV/atom, F %s meV/Å",
         name,

@@ -9,10 +9,11 @@ from ase import Atoms
 
 from alflow.committee import load_committee
 from alflow.errors import ExplorationError
-from alflow.exploration import run_walker, walker_plan
+from alflow.exploration import WalkerResult, run_walker, walker_plan
 from alflow.steps.context import StepContext
 from alflow.store.store import as_float_list
 from alflow.structures import atoms_from_doc, build_initial_structures, structure_key
+from alflow.workcache import fingerprint, load_cached, save_cached
 
 __all__ = ["explore_walker", "starting_structures"]
 
@@ -70,41 +71,30 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
             f"iteration {iteration}: {len(models)} trained committee members, at least "
             f"{MIN_MEMBERS} are needed to estimate uncertainty"
         )
-    paths = [store.fetch_model(m["_id"], ctx.workdir / "models") for m in models]
     model_ids = [m["_id"] for m in models]
     exploration = config.exploration
     # One member drives the MD (walker w: member w mod M, so the walkers of an
     # iteration follow every member's surface); the whole committee runs only
     # every committee_interval_steps. "mean": the committee mean at every step.
     propagator = walker % len(models) if exploration.propagator == "member" else None
-    calc = load_committee(
-        paths,
-        device=ctx.settings.device,
-        dtype=config.committee.training.dtype,
-        threads=ctx.settings.torch_threads,
-        propagator=propagator,
-        always_stress=exploration.ensemble == "npt",
-    )
-
     starts = starting_structures(ctx, iteration)
     plan = walker_plan(exploration.walkers, exploration, len(starts), iteration)[walker]
     start_label, atoms = starts[plan["start"]]
-    result = run_walker(
-        atoms.copy(),
-        calc,
-        temperature_K=plan["temperature_K"],
-        steps=exploration.steps,
-        timestep_fs=exploration.timestep_fs,
-        sample_interval_steps=exploration.sample_interval_steps,
-        seed=plan["seed"],
-        trust_hi_eV_A=config.selection.trust_hi_eV_A,
-        min_distance_A=config.selection.sanity.min_distance_A,
-        max_temperature_factor=exploration.max_temperature_factor,
-        ensemble=exploration.ensemble,
-        pressure_GPa=plan["pressure_GPa"],
-        friction_per_fs=exploration.friction_per_fs,
-        committee_interval_steps=exploration.committee_every_steps,
+    inputs = fingerprint(
+        [m["sha256"] for m in models],
+        structure_key(atoms),
+        plan,
+        propagator,
+        exploration.model_dump(mode="json"),
+        config.selection.trust_hi_eV_A,
+        config.selection.sanity.min_distance_A,
+        config.committee.training.dtype,
     )
+    cache = ctx.workdir / "walker.result.pkl"
+    result = load_cached(cache, inputs)
+    if result is None:
+        result = _run(ctx, models, propagator, atoms, plan)
+        save_cached(cache, inputs, result)
 
     # A rerun of this walker replaces its own unlabeled frames, nothing else.
     store.delete_unlabeled(
@@ -172,3 +162,39 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
         "committee_evaluations": result.committee_evaluations,
         "propagator_member": propagator,
     }
+
+
+def _run(
+    ctx: StepContext,
+    models: list[dict[str, Any]],
+    propagator: int | None,
+    atoms: Atoms,
+    plan: dict[str, Any],
+) -> WalkerResult:
+    """Load the committee and run one walker."""
+    config, exploration = ctx.config, ctx.config.exploration
+    paths = [ctx.store.fetch_model(m["_id"], ctx.workdir / "models") for m in models]
+    calc = load_committee(
+        paths,
+        device=ctx.settings.device,
+        dtype=config.committee.training.dtype,
+        threads=ctx.settings.torch_threads,
+        propagator=propagator,
+        always_stress=exploration.ensemble == "npt",
+    )
+    return run_walker(
+        atoms.copy(),
+        calc,
+        temperature_K=plan["temperature_K"],
+        steps=exploration.steps,
+        timestep_fs=exploration.timestep_fs,
+        sample_interval_steps=exploration.sample_interval_steps,
+        seed=plan["seed"],
+        trust_hi_eV_A=config.selection.trust_hi_eV_A,
+        min_distance_A=config.selection.sanity.min_distance_A,
+        max_temperature_factor=exploration.max_temperature_factor,
+        ensemble=exploration.ensemble,
+        pressure_GPa=plan["pressure_GPa"],
+        friction_per_fs=exploration.friction_per_fs,
+        committee_interval_steps=exploration.committee_every_steps,
+    )

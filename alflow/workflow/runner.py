@@ -22,6 +22,7 @@ from alflow.settings import Settings
 from alflow.store import open_store
 from alflow.workflow.builder import CATEGORIES
 from alflow.workflow.launchpad import open_launchpad
+from alflow.workflow.prefetch import PREFETCH_STEPS, prefetch_batch
 from alflow.workflow.submit import prepare_campaign, submit_campaign
 
 __all__ = ["FireworkDone", "RunOutcome", "run_campaign"]
@@ -98,6 +99,38 @@ def _next_ready(launchpad: Any, fworker: Any) -> dict[str, Any] | None:
     """The oldest READY Firework this worker may run (lowest fw_id first)."""
     query = {**fworker.query, "state": "READY"}
     return launchpad.fireworks.find_one(query, {"fw_id": 1, "name": 1}, sort=[("fw_id", 1)])
+
+
+def _prefetch(
+    launchpad: Any,
+    fworker: Any,
+    ready: dict[str, Any],
+    store_path: str,
+    settings: Settings,
+    scratch: Path,
+    done: set[int],
+) -> None:
+    """Compute the READY Fireworks of ``ready``'s step side by side, once each."""
+    fw = launchpad.fireworks.find_one(
+        {"fw_id": ready["fw_id"]}, {"spec.step": 1, "spec.iteration": 1}
+    )
+    step, iteration = fw["spec"]["step"], fw["spec"]["iteration"]
+    if step not in PREFETCH_STEPS:
+        return
+    query = {**fworker.query, "state": "READY", "spec.step": step, "spec.iteration": iteration}
+    batch = [
+        f["fw_id"] for f in launchpad.fireworks.find(query, {"fw_id": 1}) if f["fw_id"] not in done
+    ]
+    done.update(batch)
+    if len(batch) > 1:
+        prefetch_batch(
+            store_path, [(fw_id, _launch_dir(scratch, fw_id)) for fw_id in batch], settings
+        )
+
+
+def _launch_dir(scratch: Path, fw_id: int) -> Path:
+    """The launch directory of a Firework (the same for every rerun)."""
+    return scratch / f"fw{fw_id:05d}"
 
 
 def _progress(launchpad: Any, fw_id: int, seconds: float, count: int) -> FireworkDone:
@@ -197,6 +230,7 @@ def run_campaign(
     )
     scratch = Path(settings.scratch_dir).resolve() / config.name
     count = 0
+    prefetched: set[int] = set()
     dispatcher = None
     if dft_queue is not None:
         from alflow.workflow.offline import OfflineDispatcher
@@ -222,11 +256,13 @@ def run_campaign(
                 continue
             break
         started = time.perf_counter()
-        directory = scratch / f"fw{ready['fw_id']:05d}"
+        directory = _launch_dir(scratch, ready["fw_id"])
         if dispatcher is not None and dispatcher.accepts(ready["fw_id"]):
             dispatcher.submit(ready["fw_id"], directory)
             connection.save()
             continue
+        if connection.embedded is not None and settings.parallel_processes > 1:
+            _prefetch(launchpad, fworker, ready, connection.store, settings, scratch, prefetched)
         log.info("start %s", ready["name"])
         with _working_directory(directory):
             launch_rocket(launchpad, fworker, fw_id=ready["fw_id"], strm_lvl="ERROR")

@@ -89,13 +89,12 @@ def prefetch_batch(
 
 def _die_with_parent() -> None:
     """Linux: the helper gets SIGKILL when the runner dies (no orphan keeps writing)."""
+    import contextlib
     import ctypes
     import signal
 
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def _run_one(store_path: str, fw_id: int, directory: Path) -> None:

@@ -8,9 +8,9 @@ import pytest
 from ase.build import bulk
 
 from alflow.config import CampaignConfig
+from alflow.steps.label import record_label_outcome
 from alflow.store import open_store
 from alflow.structures import structure_key
-from alflow.workflow.offline import record_label_outcome
 
 HASH = "p" * 16
 

@@ -199,7 +199,7 @@ def test_label_firework_runs_as_slurm_job_and_matches_in_process(bench: Bench) -
     np.testing.assert_allclose(label["forces_eV_A"], direct.forces_eV_A, atol=1e-3)
 
     # ingesting the same job's result again stores nothing new
-    from alflow.workflow.offline import record_label_outcome
+    from alflow.steps.label import record_label_outcome
 
     outcome = json.loads((job.directory / "offline_label.json").read_text())
     record_label_outcome(bench.store, bench.config.name, 1, bench.keys["happy"], outcome)

@@ -1,19 +1,132 @@
-"""Label one structure with the reference method (DFT or its stand-in)."""
+"""Label one structure with the reference method (DFT or its stand-in).
+
+Labeling is split in two so the same code serves a Firework run in-process
+and an offline batch job that cannot open the store:
+
+- :func:`compute_label_outcome` runs the sanity checks and the labeler and
+  returns a plain *outcome* dict (``ok`` / ``failed`` / ``rejected``);
+- :func:`record_label_outcome` writes an outcome into the store, idempotently.
+"""
 
 from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 from typing import Any
 
+from ase import Atoms
+
+from alflow.config import SanityConfig
 from alflow.errors import LabelingError
-from alflow.labeling import isolated_atom_energies, make_labeler, sanity_reason
+from alflow.labeling import Labeler, isolated_atom_energies, make_labeler, sanity_reason
+from alflow.settings import Settings
 from alflow.steps.context import StepContext
+from alflow.store import Store
 from alflow.structures import atoms_from_doc
 
-__all__ = ["label_structure", "reference_energies"]
+__all__ = [
+    "compute_label_outcome",
+    "label_structure",
+    "record_label_outcome",
+    "reference_energies",
+]
 
 log = logging.getLogger(__name__)
+
+
+def compute_label_outcome(
+    labeler: Labeler,
+    atoms: Atoms,
+    *,
+    sanity: SanityConfig,
+    settings: Settings,
+    workdir: Path,
+    done_status: str = "labeled",
+    provenance: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], LabelingError | None]:
+    """Check and label one structure; never touches the store.
+
+    Returns
+    -------
+    outcome : dict
+        ``{"status": "rejected", "reason"}``, ``{"status": "ok", "label",
+        "done_status"}`` (``label``: :meth:`LabelResult.to_doc` plus
+        provenance) or ``{"status": "failed", "failure"}`` (the failed-label
+        document with every attempt).
+    error : LabelingError or None
+        The labeler's error for a failed outcome, for the caller to raise
+        after recording it.
+    """
+    provenance = {"workdir": str(workdir), **(provenance or {})}
+    reason = sanity_reason(atoms, sanity)
+    if reason is not None:
+        return {"status": "rejected", "reason": reason}, None
+    try:
+        result = labeler.label(atoms, workdir)
+    except LabelingError as exc:
+        failure = {
+            **provenance,
+            "code": labeler.code,
+            "parameters": labeler.parameters(),
+            "parameters_hash": labeler.parameters_hash(),
+            "error": str(exc),
+            "host": socket.gethostname(),
+            "cores": settings.mpi_ranks if labeler.code == "gpaw" else 1,
+            "attempts": list(getattr(exc, "attempts", [])),
+        }
+        return {"status": "failed", "failure": failure}, exc
+    label = {**result.to_doc(), **provenance}
+    return {"status": "ok", "label": label, "done_status": done_status}, None
+
+
+def _created(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"created": doc["created"]} if "created" in doc else {}
+
+
+def record_label_outcome(
+    store: Store, campaign: str, iteration: int, key: str, outcome: dict[str, Any]
+) -> str:
+    """Write an outcome of :func:`compute_label_outcome` into the store.
+
+    Idempotent: a good label already stored for (key, parameters hash) is
+    kept (the store's unique index), so recording the same job twice, or a
+    job that ran twice, stores one label; a failure never overwrites a good
+    label; a new failure replaces an older one.
+
+    Returns
+    -------
+    str
+        The structure's new status.
+    """
+    status = outcome["status"]
+    if status == "rejected":
+        store.set_status(campaign, [key], "rejected", reason=outcome["reason"])
+        log.warning("structure %s rejected before DFT: %s", key, outcome["reason"])
+        return "rejected"
+    if status == "ok":
+        doc = {**outcome["label"], "campaign": campaign, "iteration": iteration, "ok": True}
+        existing = store.label(key, doc["parameters_hash"])
+        if existing is not None and not existing.get("ok"):
+            store.labels.delete_one({"_id": existing["_id"]})
+        if not store.add_label(key, doc):
+            log.info("structure %s: label already stored; kept the stored one", key)
+        saved = store.label(key, doc["parameters_hash"])
+        done = outcome.get("done_status", "labeled")
+        store.set_status(campaign, [key], done, label_id=saved["_id"] if saved else None)
+        return done
+    failure = {**outcome["failure"], "campaign": campaign, "iteration": iteration, "ok": False}
+    existing = store.label(key, failure["parameters_hash"])
+    if existing is None:
+        store.add_label(key, failure)
+    elif not existing.get("ok"):
+        store.labels.replace_one(
+            {"_id": existing["_id"]}, {**failure, "structure_key": key, **_created(existing)}
+        )
+    else:  # a good label exists (an earlier run): keep it, never overwrite with a failure
+        return str(store.structure(campaign, key)["status"])
+    store.set_status(campaign, [key], "failed", reason=failure["error"])
+    return "failed"
 
 
 def label_structure(ctx: StepContext, iteration: int, key: str) -> dict[str, Any]:
@@ -45,7 +158,6 @@ def label_structure(ctx: StepContext, iteration: int, key: str) -> dict[str, Any
     """
     store, campaign = ctx.store, ctx.campaign
     doc = store.structure(campaign, key)
-    atoms = atoms_from_doc(doc["atoms"])
     labeler = make_labeler(ctx.config.labeling.oracle, ctx.settings)
     parameters_hash = labeler.parameters_hash()
     done_status = "seed" if doc["status"] == "seed" else "labeled"
@@ -63,40 +175,20 @@ def label_structure(ctx: StepContext, iteration: int, key: str) -> dict[str, Any
             "reused": True,
             "energy_eV": existing["energy_eV"],
         }
-    if existing is not None:  # a failed earlier try: this run is a deliberate retry
-        store.labels.delete_one({"_id": existing["_id"]})
 
-    reason = sanity_reason(atoms, ctx.config.selection.sanity)
-    if reason is not None:
-        store.set_status(campaign, [key], "rejected", reason=reason)
-        log.warning("structure %s rejected before DFT: %s", key, reason)
-        return {"key": key, "status": "rejected", "reused": False, "energy_eV": None}
-
-    provenance = {"campaign": campaign, "iteration": iteration, "workdir": str(ctx.workdir)}
-    try:
-        result = labeler.label(atoms, ctx.workdir)
-    except LabelingError as exc:
-        store.add_label(
-            key,
-            {
-                **provenance,
-                "ok": False,
-                "code": labeler.code,
-                "parameters": labeler.parameters(),
-                "parameters_hash": parameters_hash,
-                "error": str(exc),
-                "host": socket.gethostname(),
-                "cores": ctx.settings.mpi_ranks if labeler.code == "gpaw" else 1,
-                "attempts": list(getattr(exc, "attempts", [])),
-            },
-        )
-        store.set_status(campaign, [key], "failed", reason=str(exc))
-        raise
-    label_doc = {**result.to_doc(), **provenance, "ok": True}
-    store.add_label(key, label_doc)
-    saved = store.label(key, parameters_hash)
-    store.set_status(campaign, [key], done_status, label_id=saved["_id"] if saved else None)
-    return {"key": key, "status": done_status, "reused": False, "energy_eV": result.energy_eV}
+    outcome, error = compute_label_outcome(
+        labeler,
+        atoms_from_doc(doc["atoms"]),
+        sanity=ctx.config.selection.sanity,
+        settings=ctx.settings,
+        workdir=ctx.workdir,
+        done_status=done_status,
+    )
+    status = record_label_outcome(store, campaign, iteration, key, outcome)
+    if error is not None:
+        raise error
+    energy = outcome["label"]["energy_eV"] if outcome["status"] == "ok" else None
+    return {"key": key, "status": status, "reused": False, "energy_eV": energy}
 
 
 def reference_energies(ctx: StepContext, elements: list[str]) -> dict[str, float]:

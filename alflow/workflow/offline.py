@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import shlex
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -49,8 +48,9 @@ from typing import Any, Literal
 
 from fireworks import FiretaskBase, FWAction, explicit_serialize
 
-from alflow.errors import AlflowError, LabelingError
+from alflow.errors import AlflowError
 from alflow.settings import Settings
+from alflow.steps.label import record_label_outcome
 
 __all__ = [
     "OFFLINE_RESULT_NAME",
@@ -60,7 +60,6 @@ __all__ = [
     "QueueOptions",
     "install_zopen_shim",
     "main",
-    "record_label_outcome",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,65 +125,6 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def record_label_outcome(
-    store: Any, campaign: str, iteration: int, key: str, outcome: dict[str, Any]
-) -> str:
-    """Record what an offline label job found, as :func:`alflow.steps.label.label_structure` does.
-
-    Idempotent: a label already in the store for (key, parameters hash) is
-    kept (the store's unique index), so ingesting the same job twice, or a
-    job that ran twice, stores one label.
-
-    Parameters
-    ----------
-    store
-        The alflow :class:`~alflow.store.Store`.
-    campaign, iteration, key
-        Which structure, for which iteration (provenance).
-    outcome
-        ``offline_label.json``: ``status`` ok / failed / rejected, with
-        ``label`` (a :meth:`LabelResult.to_doc` dict plus provenance) for ok,
-        ``failure`` (the failed-label document) for failed, ``reason`` for
-        rejected, and ``done_status`` (seed or labeled).
-
-    Returns
-    -------
-    str
-        The structure's new status.
-    """
-    status = outcome["status"]
-    if status == "rejected":
-        store.set_status(campaign, [key], "rejected", reason=outcome["reason"])
-        return "rejected"
-    if status == "ok":
-        doc = {**outcome["label"], "campaign": campaign, "iteration": iteration, "ok": True}
-        existing = store.label(key, doc["parameters_hash"])
-        if existing is not None and not existing.get("ok"):
-            store.labels.delete_one({"_id": existing["_id"]})
-        if not store.add_label(key, doc):
-            log.info("structure %s: label already stored; kept the stored one", key)
-        saved = store.label(key, doc["parameters_hash"])
-        done = outcome.get("done_status", "labeled")
-        store.set_status(campaign, [key], done, label_id=saved["_id"] if saved else None)
-        return done
-    failure = {**outcome["failure"], "campaign": campaign, "iteration": iteration, "ok": False}
-    existing = store.label(key, failure["parameters_hash"])
-    if existing is None:
-        store.add_label(key, failure)
-    elif not existing.get("ok"):
-        store.labels.replace_one(
-            {"_id": existing["_id"]}, {**failure, "structure_key": key, **_created(existing)}
-        )
-    else:  # a good label exists (an earlier run): keep it, never overwrite with a failure
-        return str(store.structure(campaign, key)["status"])
-    store.set_status(campaign, [key], "failed", reason=failure["error"])
-    return "failed"
-
-
-def _created(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"created": doc["created"]} if "created" in doc else {}
-
-
 # --------------------------------------------------------------------------- the job's task
 
 
@@ -203,7 +143,8 @@ class OfflineLabelTask(FiretaskBase):
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
         from alflow.config import CampaignConfig
-        from alflow.labeling import make_labeler, sanity_reason
+        from alflow.labeling import make_labeler
+        from alflow.steps.label import compute_label_outcome
         from alflow.structures import atoms_from_doc
         from alflow.workflow.tasks import worker_settings
 
@@ -211,42 +152,26 @@ class OfflineLabelTask(FiretaskBase):
         config = CampaignConfig.model_validate(fw_spec["config"])
         offline = fw_spec[_SPEC_KEY]
         key = fw_spec["structure_key"]
-        atoms = atoms_from_doc(offline["atoms"])
-        done_status = offline.get("done_status", "labeled")
         workdir = Path(os.getcwd())
-        labeler = make_labeler(config.labeling.oracle, settings)
-        provenance = {"workdir": str(workdir), "batch_job": os.environ.get("SLURM_JOB_ID")}
-        summary: dict[str, Any] = {"key": key, "reused": False, "energy_eV": None}
-        reason = sanity_reason(atoms, config.selection.sanity)
-        if reason is not None:
-            _write_json_atomically(
-                workdir / OFFLINE_RESULT_NAME, {"key": key, "status": "rejected", "reason": reason}
-            )
-            summary["status"] = "rejected"
-            return FWAction(stored_data=summary, mod_spec=[{"_push": {"labels": summary}}])
-        try:
-            result = labeler.label(atoms, workdir)
-        except LabelingError as exc:
-            failure = {
-                **provenance,
-                "code": labeler.code,
-                "parameters": labeler.parameters(),
-                "parameters_hash": labeler.parameters_hash(),
-                "error": str(exc),
-                "host": socket.gethostname(),
-                "cores": settings.mpi_ranks if labeler.code == "gpaw" else 1,
-                "attempts": list(getattr(exc, "attempts", [])),
-            }
-            _write_json_atomically(
-                workdir / OFFLINE_RESULT_NAME, {"key": key, "status": "failed", "failure": failure}
-            )
-            raise
-        label = {**result.to_doc(), **provenance}
-        _write_json_atomically(
-            workdir / OFFLINE_RESULT_NAME,
-            {"key": key, "status": "ok", "label": label, "done_status": done_status},
+        outcome, error = compute_label_outcome(
+            make_labeler(config.labeling.oracle, settings),
+            atoms_from_doc(offline["atoms"]),
+            sanity=config.selection.sanity,
+            settings=settings,
+            workdir=workdir,
+            done_status=offline.get("done_status", "labeled"),
+            provenance={"batch_job": os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID")},
         )
-        summary.update(status=done_status, energy_eV=result.energy_eV)
+        _write_json_atomically(workdir / OFFLINE_RESULT_NAME, {"key": key, **outcome})
+        if error is not None:
+            raise error
+        ok = outcome["status"] == "ok"
+        summary = {
+            "key": key,
+            "reused": False,
+            "status": outcome["done_status"] if ok else outcome["status"],
+            "energy_eV": outcome["label"]["energy_eV"] if ok else None,
+        }
         return FWAction(stored_data=summary, mod_spec=[{"_push": {"labels": summary}}])
 
 

@@ -290,7 +290,13 @@ class Store:
         labels = {
             d["structure_key"]: d
             for d in self.labels.find(
-                {"structure_key": {"$in": keys}, "parameters_hash": parameters_hash, "ok": True}
+                {
+                    "structure_key": {"$in": keys},
+                    "parameters_hash": parameters_hash,
+                    "ok": True,
+                    # labels whose SCF retries changed the physics (more smearing) stay out
+                    "parameters_effective_hash": None,
+                }
             )
         }
         frames = []

@@ -97,6 +97,14 @@ class InitialConfig(Strict):
     strain_max: float = Field(
         default=0.02, ge=0, lt=0.5, description="Largest random linear strain of the seed copies."
     )
+    n_holdout: int = Field(
+        default=4,
+        ge=0,
+        description="Rattled copies per structure labeled as a held-out test set (never trained on).",
+    )
+    holdout_rattle_factor: float = Field(
+        default=2.0, gt=0, description="Held-out copies are rattled by this × rattle_stdev_A."
+    )
 
 
 # --------------------------------------------------------------------------- committee

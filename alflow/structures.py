@@ -27,6 +27,7 @@ __all__ = [
     "atoms_to_doc",
     "build_initial_structures",
     "check_finite",
+    "holdout_frames",
     "labeled_atoms",
     "min_distance_A",
     "seed_frames",
@@ -220,3 +221,21 @@ def seed_frames(structures: Sequence[Atoms], initial: InitialConfig, seed: int) 
             copy.positions += rng.normal(0.0, initial.rattle_stdev_A, copy.positions.shape)
             frames.append(copy)
     return frames
+
+
+def holdout_frames(structures: Sequence[Atoms], initial: InitialConfig, seed: int) -> list[Atoms]:
+    """A held-out test set: rattled, strained copies never used for training.
+
+    ``initial.n_holdout`` copies per structure, rattled by
+    ``holdout_rattle_factor × rattle_stdev_A`` with their own random stream,
+    so they differ from the seed frames.
+    """
+    stronger = initial.model_copy(
+        update={
+            "n_rattled": initial.n_holdout,
+            "rattle_stdev_A": initial.rattle_stdev_A * initial.holdout_rattle_factor,
+        }
+    )
+    frames = seed_frames(structures, stronger, seed + 104729)
+    per_structure = initial.n_holdout + 1
+    return [f for i, f in enumerate(frames) if i % per_structure]  # drop the unperturbed copies

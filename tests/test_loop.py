@@ -143,6 +143,8 @@ def test_labeled_frames_carry_provenance(campaign_run: dict[str, Any]) -> None:
             assert label is not None and len(label["forces_eV_A"]) == doc["n_atoms"]
         seeds = db["structures"].count_documents({"campaign": "quickstart-emt", "status": "seed"})
         assert seeds == 6
+        holdout = db["structures"].count_documents({"campaign": "quickstart-emt", "status": "holdout"})
+        assert holdout == 4
         models = db["models"].count_documents({"campaign": "quickstart-emt", "status": "trained"})
         assert models >= 9
     finally:
@@ -170,4 +172,7 @@ def test_status_json_reports_iterations(campaign_run: dict[str, Any]) -> None:
         "errors",
     ):
         assert field in first
-    assert report["labels_spent"] >= 6
+    assert report["labels_spent"] >= 10  # 6 seeds, 4 held out, then selected frames
+    for iteration in report["iterations"]:
+        holdout = iteration["holdout_errors"]
+        assert holdout["n_frames"] == 4 and holdout["force_rmse_eV_A"] > 0

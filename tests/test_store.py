@@ -119,3 +119,25 @@ def test_unreachable_mongodb_fails_fast_with_masked_password() -> None:
 def test_missing_store_read_only(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no alflow store"):
         connect(str(tmp_path / "none.bson"), writable=False)
+
+
+def test_training_frames_exclude_holdout_failed_and_changed_physics(tmp_path: Path) -> None:
+    conn, store = open_store(str(tmp_path / "s.bson"))
+    frames, keys = [], []
+    for i in range(5):
+        atoms = bulk("Cu", cubic=True)
+        atoms.rattle(0.05, seed=i)
+        frames.append(atoms)
+        keys.append(structure_key(atoms))
+    statuses = ["seed", "labeled", "holdout", "labeled", "labeled"]
+    for atoms, key, status in zip(frames, keys, statuses, strict=True):
+        store.add_structures("c", [atoms], [key], iteration=0, status=status, origins=[{}])
+    forces = np.zeros((4, 3)).tolist()
+    for i, key in enumerate(keys):
+        doc = {"parameters_hash": "p", "energy_eV": -1.0, "forces_eV_A": forces, "ok": i != 3}
+        if i == 4:
+            doc["parameters_effective_hash"] = "more-smearing"
+        store.add_label(key, doc)
+    training = {a.info["key"] for a in store.labeled_frames("c", "p")}
+    assert training == {keys[0], keys[1]}
+    conn.embedded.close()

@@ -160,7 +160,7 @@ def label_structure(ctx: StepContext, iteration: int, key: str) -> dict[str, Any
     doc = store.structure(campaign, key)
     labeler = make_labeler(ctx.config.labeling.oracle, ctx.settings)
     parameters_hash = labeler.parameters_hash()
-    done_status = "seed" if doc["status"] == "seed" else "labeled"
+    done_status = doc["status"] if doc["status"] in ("seed", "holdout") else "labeled"
     if doc["status"] == "rejected":  # e.g. re-scored as accurate by a newer committee
         log.info("structure %s: not labeled (%s)", key, doc.get("reason"))
         return {"key": key, "status": "rejected", "reused": False, "energy_eV": None}

@@ -40,6 +40,7 @@ from alflow.selection import (
     soap_free_descriptor,
 )
 from alflow.steps.context import StepContext
+from alflow.steps.holdout import holdout_errors
 from alflow.structures import atoms_from_doc
 
 __all__ = ["AUDIT_REASON", "calibration_data", "select_for_labeling"]
@@ -229,9 +230,22 @@ def select_for_labeling(
     pending_exist = selection_config.rescore_pending and store.structures.count_documents(
         {"campaign": ctx.campaign, "iteration": {"$lt": iteration}, "status": "selected"}
     )
-    wants_committee = bool(docs and selection_config.descriptor != "rdf") or bool(pending_exist)
+    has_holdout = store.structures.count_documents({"campaign": ctx.campaign, "status": "holdout"})
+    wants_committee = (
+        bool(docs and selection_config.descriptor != "rdf") or bool(pending_exist) or has_holdout
+    )
     if committee is None and wants_committee:
         committee = _load_committee(ctx, iteration)
+    if committee is not None and has_holdout:
+        holdout = holdout_errors(ctx, committee)
+        store.put_iteration(ctx.campaign, iteration, {"holdout_errors": holdout})
+        if holdout is not None:
+            log.info(
+                "iteration %d committee on %d held-out frames: force RMSE %.3f eV/Å",
+                iteration,
+                holdout["n_frames"],
+                holdout["force_rmse_eV_A"],
+            )
 
     scores_seen, errors_seen, _ = calibration_data(ctx, iteration)
     thresholds = calibrated_thresholds(scores_seen, errors_seen, selection_config)
@@ -267,7 +281,7 @@ def select_for_labeling(
         for d in store.find_structures(
             {
                 "campaign": ctx.campaign,
-                "status": {"$in": ["seed", "selected", "labeled", "failed"]},
+                "status": {"$in": ["seed", "holdout", "selected", "labeled", "failed"]},
             },
             {"key": 1},
         )

@@ -40,12 +40,14 @@ __all__ = ["CLASSIFIED_STATUSES", "STATUSES", "Store", "utcnow"]
 log = logging.getLogger(__name__)
 
 #: Statuses a structure goes through. ``seed``: labeled before iteration 0;
+#: ``holdout``: labeled before iteration 0 as a test set, never trained on;
 #: ``explored``: saved by a walker, not yet classified; ``accurate`` /
 #: ``candidate`` / ``unphysical``: below / inside / above the trust window;
 #: ``selected``: queued for DFT; ``labeled`` / ``failed``: DFT done / failed;
 #: ``rejected``: not sent (sanity check or duplicate, with the reason).
 STATUSES = (
     "seed",
+    "holdout",
     "explored",
     "accurate",
     "candidate",
@@ -58,7 +60,7 @@ STATUSES = (
 
 
 #: Where a walker's frame can be once its iteration has been selected.
-CLASSIFIED_STATUSES = STATUSES[2:]
+CLASSIFIED_STATUSES = STATUSES[STATUSES.index("accurate") :]
 
 
 def utcnow() -> datetime:

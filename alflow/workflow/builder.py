@@ -88,7 +88,8 @@ def iteration_workflow(
     iteration
         Iteration number (0 is the first).
     seed_keys
-        Iteration 0: structures to label before the first committee is trained.
+        Iteration 0: structures to label before the first committee is trained
+        (the seed frames and the held-out test set).
     """
     from fireworks import Firework, Workflow
 
@@ -99,7 +100,7 @@ def iteration_workflow(
         Firework(
             [LabelTask()],
             spec=_dft_spec(config, iteration, "label", structure_key=key),
-            name=f"{name} it{iteration} seed label {key[:10]}",
+            name=f"{name} it{iteration} initial label {key[:10]}",
         )
         for key in seed_keys or []
     ]

@@ -11,7 +11,12 @@ from alflow.config import CampaignConfig
 from alflow.errors import ConfigError
 from alflow.settings import Settings
 from alflow.store import Store, open_store
-from alflow.structures import build_initial_structures, seed_frames, structure_key
+from alflow.structures import (
+    build_initial_structures,
+    holdout_frames,
+    seed_frames,
+    structure_key,
+)
 from alflow.workflow.builder import iteration_workflow, workflow_name
 from alflow.workflow.launchpad import open_launchpad
 
@@ -67,14 +72,20 @@ def submit_campaign(config: CampaignConfig, store: Store, launchpad: Any) -> boo
     store.register_campaign(config)
     if iteration_exists(launchpad, config.name, 0):
         return False
-    frames = seed_frames(structures, config.initial, config.committee.seed)
-    keys = [structure_key(a) for a in frames]
-    origins = [{"kind": "seed", "iteration": 0, "index": i} for i in range(len(frames))]
-    store.add_structures(config.name, frames, keys, iteration=0, status="seed", origins=origins)
-    unique_keys = list(dict.fromkeys(keys))
+    unique_keys: list[str] = []
+    for kind, frames in (
+        ("seed", seed_frames(structures, config.initial, config.committee.seed)),
+        ("holdout", holdout_frames(structures, config.initial, config.committee.seed)),
+    ):
+        keys = [structure_key(a) for a in frames]
+        origins = [{"kind": kind, "iteration": 0, "index": i} for i in range(len(frames))]
+        store.add_structures(config.name, frames, keys, iteration=0, status=kind, origins=origins)
+        for key in keys:
+            if key not in unique_keys:
+                unique_keys.append(key)
     launchpad.add_wf(iteration_workflow(config, 0, seed_keys=unique_keys))
     log.info(
-        "campaign '%s': %s added with %d seed frames",
+        "campaign '%s': %s added with %d seed and held-out frames",
         config.name,
         workflow_name(config.name, 0),
         len(unique_keys),

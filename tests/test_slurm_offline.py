@@ -60,6 +60,7 @@ def campaign(name: str, a_A: float = 4.05) -> CampaignConfig:
                     }
                 ],
                 "n_rattled": 1,
+                "n_holdout": 0,
                 "rattle_stdev_A": 0.05,
                 "strain_max": 0.0,
             },

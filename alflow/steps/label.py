@@ -27,6 +27,8 @@ from alflow.structures import atoms_from_doc
 
 __all__ = [
     "compute_label_outcome",
+    "done_status_for",
+    "label_directory",
     "label_structure",
     "record_label_outcome",
     "reference_energies",
@@ -129,6 +131,22 @@ def record_label_outcome(
     return "failed"
 
 
+def done_status_for(status: str) -> str:
+    """A structure's status once labeled: seed and held-out frames keep theirs."""
+    return status if status in ("seed", "holdout") else "labeled"
+
+
+def label_directory(settings: Settings, campaign: str, key: str, parameters_hash: str) -> Path:
+    """Where one structure's calculation runs: the same for every rerun of its Firework.
+
+    ``<scratch_dir>/<campaign>/dft/<key>-<hash>``: a job rerun by ``lpad
+    detect_lostruns --rerun`` or after ``kill -9`` finds the finished
+    ``result.json`` of the earlier run there and reuses it. On a cluster,
+    point ``ALFLOW_SCRATCH_DIR`` of the dft workers at a shared file system.
+    """
+    return Path(settings.scratch_dir).resolve() / campaign / "dft" / f"{key}-{parameters_hash[:12]}"
+
+
 def label_structure(ctx: StepContext, iteration: int, key: str) -> dict[str, Any]:
     """Compute (or reuse) the label of one structure and record it.
 
@@ -160,7 +178,7 @@ def label_structure(ctx: StepContext, iteration: int, key: str) -> dict[str, Any
     doc = store.structure(campaign, key)
     labeler = make_labeler(ctx.config.labeling.oracle, ctx.settings)
     parameters_hash = labeler.parameters_hash()
-    done_status = doc["status"] if doc["status"] in ("seed", "holdout") else "labeled"
+    done_status = done_status_for(doc["status"])
     if doc["status"] == "rejected":  # e.g. re-scored as accurate by a newer committee
         log.info("structure %s: not labeled (%s)", key, doc.get("reason"))
         return {"key": key, "status": "rejected", "reused": False, "energy_eV": None}
@@ -181,7 +199,7 @@ def label_structure(ctx: StepContext, iteration: int, key: str) -> dict[str, Any
         atoms_from_doc(doc["atoms"]),
         sanity=ctx.config.selection.sanity,
         settings=ctx.settings,
-        workdir=ctx.workdir,
+        workdir=label_directory(ctx.settings, campaign, key, parameters_hash),
         done_status=done_status,
     )
     status = record_label_outcome(store, campaign, iteration, key, outcome)

@@ -50,7 +50,7 @@ from fireworks import FiretaskBase, FWAction, explicit_serialize
 
 from alflow.errors import AlflowError
 from alflow.settings import Settings
-from alflow.steps.label import record_label_outcome
+from alflow.steps.label import done_status_for, record_label_outcome
 
 __all__ = [
     "OFFLINE_RESULT_NAME",
@@ -364,7 +364,7 @@ class OfflineDispatcher:
         copy.tasks = [OfflineLabelTask()]
         copy.spec[_SPEC_KEY] = {
             "atoms": doc["atoms"],
-            "done_status": "seed" if doc["status"] == "seed" else "labeled",
+            "done_status": done_status_for(doc["status"]),
         }
         return copy
 

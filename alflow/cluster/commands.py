@@ -44,6 +44,7 @@ def _cmd_init_cluster(args: argparse.Namespace) -> int:
         queue=args.queue,
         gpu_queue=args.gpu_queue,
         account=args.account,
+        scratch_dir=str(Path(args.scratch_dir or Path(args.out) / "scratch").resolve()),
         overwrite=args.force,
     )
     written = write_cluster_files(options)
@@ -126,6 +127,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--queue", help="partition/queue of dft (CPU) jobs")
     init.add_argument("--gpu-queue", help="partition/queue of train/md (GPU) jobs")
     init.add_argument("--account", help="account to charge")
+    init.add_argument(
+        "--scratch-dir",
+        help="work directories on a file system all nodes share (default: <out>/scratch)",
+    )
     init.add_argument("--force", action="store_true", help="replace existing files")
     init.set_defaults(func=_cmd_init_cluster)
 

@@ -68,6 +68,9 @@ class ClusterOptions:
         Partition/queue names and account (None: the site default).
     python
         Interpreter on the nodes (for ``rlaunch``).
+    scratch_dir
+        Work directories of every worker (``scratch_dir`` in its ``env``): a
+        file system all nodes share, so a re-run job finds earlier results.
     launchpad_name, store_name
         Database names.
     overwrite
@@ -86,6 +89,7 @@ class ClusterOptions:
     gpu_queue: str | None = None
     account: str | None = None
     python: str = sys.executable
+    scratch_dir: str = "alflow-scratch"
     launchpad_name: str = "fireworks"
     store_name: str = "alflow"
     overwrite: bool = False
@@ -103,6 +107,7 @@ def _env(options: ClusterOptions, **extra: Any) -> dict[str, Any]:
         "store": options.store,
         "store_name": options.store_name,
         "launchpad_name": options.launchpad_name,
+        "scratch_dir": options.scratch_dir,
         **extra,
     }
 

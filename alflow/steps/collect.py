@@ -30,6 +30,7 @@ from alflow.calibration import frame_force_error_eV_A, spearman
 from alflow.labeling import make_labeler
 from alflow.selection import score_frames
 from alflow.steps.context import StepContext
+from alflow.store.store import CLASSIFIED_STATUSES
 
 __all__ = ["Decision", "collect_iteration", "committee_errors"]
 
@@ -212,18 +213,9 @@ def collect_iteration(
                 "origin.kind": "walker",
             }
         )
-        for status in (
-            "accurate",
-            "candidate",
-            "unphysical",
-            "selected",
-            "labeled",
-            "failed",
-            "rejected",
-        )
+        for status in CLASSIFIED_STATUSES
     }
-    explored = counts["accurate"] + counts["candidate"] + counts["unphysical"] + counts["selected"]
-    explored += counts["labeled"] + counts["failed"] + counts["rejected"]
+    explored = sum(counts.values())
     parameters_hash = make_labeler(ctx.config.labeling.oracle, ctx.settings).parameters_hash()
     predicted, reference, e_pred, e_ref, n_atoms = [], [], [], [], []
     deviation, frame_errors, audit_flags = [], [], []

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from alflow.committee.uncertainty import (
+    committee_statistics,
     energy_deviation_per_atom,
     force_deviation_per_atom,
     max_force_deviation,
@@ -74,3 +75,24 @@ def test_bad_energy_arguments_raise() -> None:
 
 def test_no_atoms_gives_zero() -> None:
     assert max_force_deviation(np.zeros((3, 0, 3))) == 0.0
+
+
+def test_committee_statistics_keys_and_values() -> None:
+    rng = np.random.default_rng(2)
+    energies = np.array([-10.0, -10.2, -9.8, -10.4])
+    forces = rng.normal(size=(4, 5, 3))
+    results = committee_statistics(energies, forces)
+    assert results["energy"] == results["free_energy"] == pytest.approx(-10.1)
+    np.testing.assert_allclose(results["forces"], forces.mean(axis=0))
+    assert results["energy_comm"] is energies
+    assert results["forces_comm"] is forces
+    assert results["energy_std"] == pytest.approx(np.std(energies))
+    np.testing.assert_allclose(results["forces_std"], force_deviation_per_atom(forces))
+    assert results["max_force_dev"] == max_force_deviation(forces)
+
+
+def test_committee_statistics_without_atoms() -> None:
+    results = committee_statistics(np.array([1.0, 3.0]), np.zeros((2, 0, 3)))
+    assert results["forces"].shape == (0, 3)
+    assert results["forces_std"].shape == (0,)
+    assert results["max_force_dev"] == 0.0

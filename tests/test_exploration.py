@@ -16,6 +16,7 @@ from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 
+from alflow.committee.uncertainty import committee_statistics
 from alflow.config import ExplorationConfig
 from alflow.errors import ExplorationError
 from alflow.exploration import run_walker, walker_plan
@@ -76,18 +77,7 @@ class FakeCommittee(Calculator):
         self.calls += 1
         if self.nan_after_calls is not None and self.calls > self.nan_after_calls:
             forces_comm[:] = np.nan
-        deviation = forces_comm - forces_comm.mean(axis=0)
-        forces_std = np.sqrt(np.mean(np.sum(deviation**2, axis=-1), axis=0))
-        self.results = {
-            "energy": float(energy_comm.mean()),
-            "free_energy": float(energy_comm.mean()),
-            "forces": forces_comm.mean(axis=0),
-            "energy_comm": energy_comm,
-            "forces_comm": forces_comm,
-            "energy_std": float(energy_comm.std()),
-            "forces_std": forces_std,
-            "max_force_dev": float(forces_std.max()),
-        }
+        self.results = committee_statistics(energy_comm, forces_comm)
         if reference.pbc.all():
             self.results["stress"] = reference.get_stress()
 

@@ -17,6 +17,7 @@ from alflow.committee.calculator import CommitteeCalculator, load_committee
 from alflow.committee.fake import FakeCommittee
 from alflow.committee.train import TrainedMember, train_member
 from alflow.committee.uncertainty import (
+    committee_statistics,
     energy_deviation_per_atom,
     force_deviation_per_atom,
     max_force_deviation,
@@ -26,6 +27,7 @@ __all__ = [
     "CommitteeCalculator",
     "FakeCommittee",
     "TrainedMember",
+    "committee_statistics",
     "energy_deviation_per_atom",
     "force_deviation_per_atom",
     "load_committee",

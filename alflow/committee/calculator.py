@@ -47,7 +47,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.data import chemical_symbols
 
-from alflow.committee.uncertainty import force_deviation_per_atom
+from alflow.committee.uncertainty import committee_statistics
 from alflow.errors import ExplorationError, TrainingError
 
 __all__ = ["CommitteeCalculator", "load_committee"]
@@ -228,17 +228,7 @@ class CommitteeCalculator(Calculator):
         forces = np.stack([o[1] for o in outputs]) if n_atoms else np.zeros((self.n_members, 0, 3))
         if not (np.all(np.isfinite(energies)) and np.all(np.isfinite(forces))):
             logger.warning("committee returned non-finite energies or forces")
-        forces_std = force_deviation_per_atom(forces)
-        results: dict[str, Any] = {
-            "energy": float(energies.mean()),
-            "free_energy": float(energies.mean()),
-            "forces": forces.mean(axis=0),
-            "energy_comm": energies,
-            "forces_comm": forces,
-            "energy_std": float(energies.std()),
-            "forces_std": forces_std,
-            "max_force_dev": float(forces_std.max()) if n_atoms else 0.0,
-        }
+        results = committee_statistics(energies, forces)
         if all(o[2] is not None for o in outputs):
             stresses = np.stack([o[2] for o in outputs])
             results["stress"] = stresses.mean(axis=0)

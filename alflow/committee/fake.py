@@ -19,7 +19,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.calculators.emt import EMT
 
-from alflow.committee.uncertainty import force_deviation_per_atom
+from alflow.committee.uncertainty import committee_statistics
 
 __all__ = ["FakeCommittee"]
 
@@ -139,17 +139,7 @@ class FakeCommittee(Calculator):
         forces_comm = forces[None] + self.noise_eV_A * factor[None, :, None] * force_noise
         mean_factor = float(factor.mean()) if n_atoms else 1.0
         energy_comm = energy + self.energy_noise_eV_atom * n_atoms * mean_factor * energy_noise
-        forces_std = force_deviation_per_atom(forces_comm)
-        results = {
-            "energy": float(energy_comm.mean()),
-            "free_energy": float(energy_comm.mean()),
-            "forces": forces_comm.mean(axis=0),
-            "energy_comm": energy_comm,
-            "forces_comm": forces_comm,
-            "energy_std": float(energy_comm.std()),
-            "forces_std": forces_std,
-            "max_force_dev": float(forces_std.max()) if n_atoms else 0.0,
-        }
+        results = committee_statistics(energy_comm, forces_comm)
         if want_stress:
             stress = reference.get_stress()
             results["stress"] = stress

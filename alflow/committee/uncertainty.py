@@ -8,9 +8,16 @@ frame's score is the largest value over its atoms. Population statistics
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["energy_deviation_per_atom", "force_deviation_per_atom", "max_force_deviation"]
+__all__ = [
+    "committee_statistics",
+    "energy_deviation_per_atom",
+    "force_deviation_per_atom",
+    "max_force_deviation",
+]
 
 
 def force_deviation_per_atom(forces_comm: np.ndarray) -> np.ndarray:
@@ -80,3 +87,40 @@ def energy_deviation_per_atom(energy_comm: np.ndarray, n_atoms: int) -> float:
     if energies.size == 0:
         raise ValueError("energy_comm is empty")
     return float(np.std(energies) / n_atoms)
+
+
+def committee_statistics(energy_comm: np.ndarray, forces_comm: np.ndarray) -> dict[str, Any]:
+    """The committee result keys of every member's energy and forces.
+
+    Parameters
+    ----------
+    energy_comm
+        Total energy of every member, shape (M,), eV.
+    forces_comm
+        Forces of every member, shape (M, N, 3), eV/Å.
+
+    Returns
+    -------
+    dict
+        ``energy``/``free_energy`` (eV) and ``forces`` (N, 3) eV/Å, the
+        committee means; ``energy_comm`` and ``forces_comm`` (the arrays
+        given, not copied); ``energy_std`` (eV, population standard
+        deviation); ``forces_std`` (N,) eV/Å (:func:`force_deviation_per_atom`)
+        and ``max_force_dev`` (eV/Å, 0.0 for a frame without atoms).
+
+    Raises
+    ------
+    ValueError
+        ``forces_comm`` is not (M, N, 3) with M >= 1.
+    """
+    forces_std = force_deviation_per_atom(forces_comm)
+    return {
+        "energy": float(energy_comm.mean()),
+        "free_energy": float(energy_comm.mean()),
+        "forces": forces_comm.mean(axis=0),
+        "energy_comm": energy_comm,
+        "forces_comm": forces_comm,
+        "energy_std": float(energy_comm.std()),
+        "forces_std": forces_std,
+        "max_force_dev": float(forces_std.max()) if forces_std.size else 0.0,
+    }

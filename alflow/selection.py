@@ -196,11 +196,13 @@ def farthest_point_sampling(
     seed: int = 0,
     existing: np.ndarray | None = None,
     start_index: int | None = None,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Greedy farthest point sampling in descriptor space (Euclidean).
 
     Each pick is the item farthest from everything picked so far and from
-    ``existing``.
+    ``existing``; with ``weights``, the item with the largest
+    ``weight × distance`` (uncertainty-weighted FPS: novel *and* uncertain).
 
     Parameters
     ----------
@@ -216,8 +218,11 @@ def farthest_point_sampling(
         them too, so near-copies of known structures are picked last.
     start_index
         First item to pick (e.g. the most uncertain one). Without it the
-        first item is the one farthest from ``existing``, or a seeded random
-        one.
+        first item is the one farthest from ``existing`` (weighted), or a
+        seeded random one.
+    weights
+        Non-negative weight of each item (n,), e.g. its committee deviation;
+        default: all 1 (plain FPS).
 
     Returns
     -------
@@ -231,6 +236,13 @@ def farthest_point_sampling(
     k = min(int(k), n)
     if k <= 0:
         return np.zeros(0, dtype=int)
+    if weights is None:
+        weight = np.ones(n)
+    else:
+        weight = np.asarray(weights, dtype=float).reshape(-1)
+        if weight.shape != (n,):
+            raise ValueError(f"weights must have shape ({n},), got {weight.shape}")
+        weight = np.where(np.isfinite(weight), np.maximum(weight, 0.0), 0.0)
     min_distance = np.full(n, np.inf)
     if existing is not None and np.size(existing):
         known = np.asarray(existing, dtype=float)
@@ -244,7 +256,7 @@ def farthest_point_sampling(
             raise IndexError(f"start_index {start_index} out of range for {n} descriptors")
         current = int(start_index)
     elif np.isfinite(min_distance).any():
-        current = int(np.argmax(min_distance))
+        current = int(np.argmax(weight * min_distance))
     else:
         current = int(np.random.default_rng(seed).integers(n))
     picked = [current]
@@ -252,7 +264,7 @@ def farthest_point_sampling(
     chosen[current] = True
     while len(picked) < k:
         np.minimum(min_distance, np.linalg.norm(points - points[current], axis=1), out=min_distance)
-        masked = np.where(chosen, -np.inf, min_distance)
+        masked = np.where(chosen, -np.inf, weight * min_distance)
         current = int(np.argmax(masked))
         picked.append(current)
         chosen[current] = True
@@ -370,6 +382,8 @@ def select_candidates(
     descriptors: np.ndarray | None = None,
     audit_per_iteration: int = 0,
     seed: int | None = None,
+    fps_weighting: str = "none",
+    fps_top_factor: float | None = None,
 ) -> Selection:
     """Pick the frames to label: trust window, de-duplication, sanity, audit, diversity, budget.
 
@@ -408,6 +422,12 @@ def select_candidates(
         budget); they pass the same de-duplication and sanity checks.
     seed
         Seed of the audit pick and of FPS ties; default ``selection.seed``.
+    fps_weighting
+        ``"none"``: plain FPS; ``"score"``: each FPS pick maximises
+        ``score × distance`` (uncertainty-weighted FPS).
+    fps_top_factor
+        If given, FPS runs only over the ``ceil(factor × budget)`` candidates
+        with the highest score (FPS restricted to the most uncertain ones).
 
     Returns
     -------
@@ -427,6 +447,8 @@ def select_candidates(
         )
     if descriptors is not None and len(descriptors) != n:
         raise ValueError(f"descriptors ({len(descriptors)}) and frames ({n}) differ in length")
+    if fps_weighting not in ("none", "score"):
+        raise ValueError(f"fps_weighting must be 'none' or 'score', got {fps_weighting!r}")
     budget = max(0, min(int(budget), selection.max_per_iteration))
     lo, hi = window if window is not None else (selection.trust_lo_eV_A, selection.trust_hi_eV_A)
     seed = selection.seed if seed is None else int(seed)
@@ -474,15 +496,21 @@ def select_candidates(
     selected: list[int] = []
     if sane and candidate_budget > 0:
         if selection.diversity == "fps" and candidate_budget < len(sane):
+            pool_for_fps = sane
+            if fps_top_factor is not None:
+                n_top = max(candidate_budget, math.ceil(fps_top_factor * candidate_budget))
+                top = np.argsort(-uncertainty[sane], kind="stable")[:n_top]
+                pool_for_fps = [sane[i] for i in sorted(top)]
             picked = _fps_pick(
-                [frames_atoms[i] for i in sane],
-                uncertainty[sane],
+                [frames_atoms[i] for i in pool_for_fps],
+                uncertainty[pool_for_fps],
                 candidate_budget,
                 seed=seed,
                 known_descriptors=known_descriptors,
-                descriptors=None if descriptors is None else np.asarray(descriptors)[sane],
+                descriptors=None if descriptors is None else np.asarray(descriptors)[pool_for_fps],
+                weighted=fps_weighting == "score",
             )
-            selected = [sane[i] for i in picked]
+            selected = [pool_for_fps[i] for i in picked]
         else:
             order = np.argsort(-uncertainty[sane], kind="stable")
             selected = [sane[i] for i in order[:candidate_budget]]
@@ -556,8 +584,9 @@ def _fps_pick(
     seed: int,
     known_descriptors: np.ndarray | None,
     descriptors: np.ndarray | None = None,
+    weighted: bool = False,
 ) -> list[int]:
-    """FPS over structures, starting from the most uncertain one."""
+    """FPS over structures, starting from the most uncertain one (weighted by it if asked)."""
     species = descriptor_species(structures)
     if descriptors is None:
         descriptors = np.stack([soap_free_descriptor(a, species=species) for a in structures])
@@ -579,7 +608,12 @@ def _fps_pick(
     return [
         int(i)
         for i in farthest_point_sampling(
-            descriptors, k, seed=seed, existing=existing, start_index=start
+            descriptors,
+            k,
+            seed=seed,
+            existing=existing,
+            start_index=start,
+            weights=uncertainty if weighted else None,
         )
     ]
 

@@ -95,6 +95,29 @@ def _working_directory(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
+@contextlib.contextmanager
+def _single_threaded_rocket(embedded: bool) -> Iterator[None]:
+    """Keep FireWorks' ping thread away from the embedded (mongomock) server.
+
+    A Rocket pings its launch from a background thread, and pings once more
+    when it stops, while the main thread updates the same collections.
+    mongomock is not thread-safe, and nothing outside this process watches an
+    embedded launch (a killed run resumes from the saved state), so embedded
+    Rockets run without the ping thread.
+    """
+    if not embedded:
+        yield
+        return
+    from fireworks.core import rocket
+
+    original = rocket.start_ping_launch
+    rocket.start_ping_launch = lambda launchpad, launch_id: None
+    try:
+        yield
+    finally:
+        rocket.start_ping_launch = original
+
+
 def _next_ready(launchpad: Any, fworker: Any) -> dict[str, Any] | None:
     """The oldest READY Firework this worker may run (lowest fw_id first)."""
     query = {**fworker.query, "state": "READY"}
@@ -264,7 +287,10 @@ def run_campaign(
         if connection.embedded is not None and settings.parallel_processes > 1:
             _prefetch(launchpad, fworker, ready, connection.store, settings, scratch, prefetched)
         log.info("start %s", ready["name"])
-        with _working_directory(directory):
+        with (
+            _working_directory(directory),
+            _single_threaded_rocket(connection.embedded is not None),
+        ):
             launch_rocket(launchpad, fworker, fw_id=ready["fw_id"], strm_lvl="ERROR")
         connection.save()
         count += 1

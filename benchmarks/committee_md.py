@@ -36,39 +36,20 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
 from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alflow.committee.train import train_member
+from alflow.committee.testing import A_CU_A, copper_frames, train_side_by_side
 from alflow.config import MaceModelConfig, TrainingConfig
 
-A_CU_A = 3.61
 SIZES = {32: 2, 108: 3, 256: 4}
 METHODS = ("single_mace", "mace_list", "alflow", "single_alflow")
-
-
-def emt_frames(n: int, seed: int) -> list[Atoms]:
-    """Rattled (0.06 Å) and strained (±2 %) 32-atom Cu cells labeled with EMT."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for _ in range(n):
-        atoms = bulk("Cu", "fcc", a=A_CU_A, cubic=True).repeat((2, 2, 2))
-        atoms.set_cell(atoms.cell * (1 + rng.uniform(-0.02, 0.02)), scale_atoms=True)
-        atoms.positions += rng.normal(0.0, 0.06, atoms.positions.shape)
-        atoms.calc = EMT()
-        labels = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
-        atoms.calc = SinglePointCalculator(atoms, **labels)
-        frames.append(atoms)
-    return frames
 
 
 _EPOCH = re.compile(r"^(\S+ \S+) INFO: Epoch (\d+):", re.MULTILINE)
@@ -92,22 +73,9 @@ def train_models(
         channels=channels, max_L=0, r_max_A=4.5, num_interactions=2, correlation=2
     )
     training = TrainingConfig(epochs=epochs, batch_size=4, valid_fraction=0.2)
-    frames = emt_frames(max(sizes), seed=0)
-    with ThreadPoolExecutor(2) as pool:
-        futures = [
-            pool.submit(
-                train_member,
-                frames[:n],
-                model=model,
-                training=training,
-                seed=i,
-                workdir=root / f"m{i}",
-                name=f"m{i}",
-                threads=1,
-            )
-            for i, n in enumerate(sizes)
-        ]
-        members = [f.result() for f in futures]
+    frames = copper_frames(max(sizes), seed=0)
+    jobs = [(frames[:n], i) for i, n in enumerate(sizes)]
+    members = train_side_by_side(jobs, model=model, training=training, root=root)
     rows = [
         {
             "frames": n,

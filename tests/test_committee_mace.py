@@ -9,18 +9,15 @@ one thread each, and shared by every test here.
 from __future__ import annotations
 
 import importlib.util
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 from ase.neighborlist import neighbor_list
 
-from alflow.committee.train import train_member
+from alflow.committee.testing import A_CU_A, copper_frames, train_side_by_side
 from alflow.config import MaceModelConfig, TrainingConfig
 from alflow.errors import TrainingError
 
@@ -33,51 +30,23 @@ pytestmark = [
 
 MODEL = MaceModelConfig(channels=16, max_L=0, r_max_A=4.5, num_interactions=2, correlation=2)
 TRAINING = TrainingConfig(epochs=10, batch_size=4, valid_fraction=0.2)  # pair_repulsion default
-A_CU_A = 3.61
 
 
 def supercell() -> Atoms:
     return bulk("Cu", "fcc", a=A_CU_A, cubic=True).repeat((2, 2, 2))
 
 
-def training_frames(n: int = 16, seed: int = 0) -> list[Atoms]:
-    """Rattled (0.06 Å), strained (±2 %) 32-atom Cu cells labeled with EMT."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for _ in range(n):
-        atoms = supercell()
-        atoms.set_cell(atoms.cell * (1 + rng.uniform(-0.02, 0.02)), scale_atoms=True)
-        atoms.positions += rng.normal(0.0, 0.06, atoms.positions.shape)
-        atoms.calc = EMT()
-        labels = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
-        atoms.calc = SinglePointCalculator(atoms, **labels)
-        frames.append(atoms)
-    return frames
-
-
 @pytest.fixture(scope="module")
 def frames() -> list[Atoms]:
-    return training_frames()
+    return copper_frames(16)
 
 
 @pytest.fixture(scope="module")
 def model_paths(tmp_path_factory: pytest.TempPathFactory, frames: list[Atoms]) -> list[Path]:
     root = tmp_path_factory.mktemp("mace_committee")
-    with ThreadPoolExecutor(2) as pool:
-        futures = [
-            pool.submit(
-                train_member,
-                frames,
-                model=MODEL,
-                training=TRAINING,
-                seed=seed,
-                workdir=root / f"m{seed}",
-                name=f"m{seed}",
-                threads=1,
-            )
-            for seed in range(3)
-        ]
-        return [f.result().model_path for f in futures]
+    jobs = [(frames, seed) for seed in range(3)]
+    members = train_side_by_side(jobs, model=MODEL, training=TRAINING, root=root)
+    return [m.model_path for m in members]
 
 
 def committee(paths: list[Path], **kwargs):

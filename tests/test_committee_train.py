@@ -267,6 +267,26 @@ def test_training_files_carry_ref_labels(tmp_path: Path, monkeypatch: pytest.Mon
     json.dumps(member.hyperparameters)  # storable as is
 
 
+def test_copper_frames_are_seeded_and_labeled() -> None:
+    from alflow.committee.testing import copper_frames
+
+    first, again = copper_frames(2, seed=3), copper_frames(2, seed=3)
+    assert [len(a) for a in first] == [32, 32]
+    np.testing.assert_array_equal(first[1].positions, again[1].positions)
+    assert first[0].get_forces().shape == (32, 3)
+    assert not np.allclose(first[0].positions, copper_frames(1, seed=4)[0].positions)
+
+
+def test_train_side_by_side_refuses_shared_seeds(tmp_path: Path) -> None:
+    from alflow.committee.testing import train_side_by_side
+
+    frames = emt_frames(4)
+    with pytest.raises(ValueError, match="different seeds"):
+        train_side_by_side(
+            [(frames, 1), (frames, 1)], model=TINY_MODEL, training=TINY_TRAINING, root=tmp_path
+        )
+
+
 # --------------------------------------------------------------------------- real MACE
 
 
@@ -275,25 +295,12 @@ def tiny_committee(tmp_path_factory: pytest.TempPathFactory) -> list[TrainedMemb
     """Two tiny members trained side by side (one thread each)."""
     if not HAS_MACE:
         pytest.skip("mace-torch/torch not installed")
-    from concurrent.futures import ThreadPoolExecutor
+    from alflow.committee.testing import train_side_by_side
 
     frames = emt_frames(12)
     root = tmp_path_factory.mktemp("committee")
-    with ThreadPoolExecutor(2) as pool:
-        futures = [
-            pool.submit(
-                train_member,
-                frames,
-                model=TINY_MODEL,
-                training=TINY_TRAINING,
-                seed=seed,
-                workdir=root / f"m{seed}",
-                name=f"m{seed}",
-                threads=1,
-            )
-            for seed in (0, 1)
-        ]
-        return [f.result() for f in futures]
+    jobs = [(frames, seed) for seed in (0, 1)]
+    return train_side_by_side(jobs, model=TINY_MODEL, training=TINY_TRAINING, root=root)
 
 
 @pytest.mark.mace

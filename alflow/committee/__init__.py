@@ -7,6 +7,8 @@
 - :mod:`alflow.committee.uncertainty`: force/energy deviations (numpy only).
 - :mod:`alflow.committee.fake`: :class:`FakeCommittee`, EMT plus seeded noise,
   for tests without torch.
+- :mod:`alflow.committee.testing`: EMT copper frames and tiny members
+  trained side by side, for tests and benchmarks with real MACE.
 
 Nothing here imports torch or mace at import time.
 """

@@ -103,7 +103,9 @@ class InitialConfig(Strict):
         description="Rattled copies per structure labeled as a held-out test set (never trained on).",
     )
     holdout_rattle_factor: float = Field(
-        default=2.0, gt=0, description="Held-out copies are rattled by this × rattle_stdev_A."
+        default=1.0,
+        gt=0,
+        description="Held-out copies are rattled by this × rattle_stdev_A (own random stream).",
     )
 
 

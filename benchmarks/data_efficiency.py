@@ -1,12 +1,22 @@
 """Data efficiency of alflow's selection against random and DP-GEN-style sampling.
 
-EMT is the oracle (fast and exact). One candidate pool of EMT molecular
-dynamics frames (8-atom Cu cells at several temperatures and strains) and one
-held-out test set of frames from independent MD runs are shared by every
-method. Each method starts from the same few random pool frames, then for
-``rounds`` rounds: trains a committee of tiny MACE models (warm-started from
-its previous round, as a campaign does), evaluates it on the pool and the
-test set, and labels ``batch`` more pool frames:
+EMT is the oracle (fast and exact). Two scenarios, each with one candidate
+pool of EMT Langevin MD frames of 8-atom Cu and one held-out test set of
+frames from independent MD runs (never in the pool), shared by every method:
+
+- ``realistic`` (headline): the pool is what MD exploration produces, long
+  trajectories sampled every 4 fs (neighbouring frames are near-duplicates),
+  76 % of the frames at 300 K in the unstrained cell, fewer at 600/900 K, a
+  few at 1500 K and in strained cells; the test set covers every temperature
+  (300/600/900/1500 K) x strain (-3/0/+4 %) evenly.
+- ``uniform``: the earlier setting, the pool spread evenly over
+  300/900/1500 K x 3 strains (frames every 20 fs), the test set from the same
+  conditions; the easy case for random sampling.
+
+Each method starts from the same few random pool frames and the same initial
+committee, then for ``rounds`` rounds: trains a committee of tiny MACE models
+(warm-started from its previous round, as a campaign does), evaluates it on
+the pool and the test set, and labels ``batch`` more pool frames:
 
 - ``random``: uniformly at random from the unlabeled pool;
 - ``dpgen``: at random among frames inside a fixed trust window on the max
@@ -14,21 +24,26 @@ test set, and labels ``batch`` more pool frames:
 - ``alflow``: :func:`alflow.calibration.calibrated_thresholds` (fit on the
   frames labeled so far) + :func:`alflow.selection.select_candidates` with
   audit frames and FPS on mean MACE node features, topped up with the most
-  uncertain frames below the window when the window holds fewer.
+  uncertain frames below the window when the window holds fewer;
+- ``alflow-*``: variants of alflow's selection (:data:`ALFLOW_VARIANTS`).
 
 Every method labels exactly the same number of frames per round. The curve is
 the force RMSE of the committee mean on the test set against the number of
 labels, averaged over seeds. ``labels_to_target`` is the number of labels
 after which the seed-averaged RMSE first reaches the target; by default the
-target is the RMSE random sampling reaches with all its labels.
+target is the RMSE random sampling reaches with all its labels (per scenario).
 
 Usage::
 
     python benchmarks/data_efficiency.py --quick        # ~1-2 min
-    python benchmarks/data_efficiency.py                # full (3 seeds)
-    python benchmarks/data_efficiency.py --plot docs/figures/data_efficiency.png
+    python benchmarks/data_efficiency.py --plot-dir docs/figures   # full, ~10 min
+    python benchmarks/data_efficiency.py --scenarios realistic \
+        --methods random,alflow,alflow-wfps,alflow-early          # try variants
 
-The last line printed is one JSON object.
+Runs are spread over ``--workers`` processes (default 2, one thread each).
+The last line printed is one JSON object: ``labels_to_target`` and
+``target_force_rmse_eV_A`` of the headline scenario at the top level, every
+scenario's figures under ``scenarios``.
 """
 
 from __future__ import annotations
@@ -38,6 +53,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,30 +68,95 @@ METHODS = ("random", "dpgen", "alflow")
 
 @dataclass(frozen=True)
 class Setup:
-    """Sizes of one benchmark run."""
+    """Sizes of one benchmark run (shared by both scenarios)."""
 
     seeds: int
     rounds: int
     batch: int
     initial: int
     members: int
-    frames_per_run: int
-    test_per_run: int
     first_epochs: int
     epochs: int
-    temperatures_K: tuple[float, ...] = (300.0, 900.0, 1500.0)
-    strains: tuple[float, ...] = (-0.03, 0.0, 0.04)
+    scale: float  # fraction of each scenario's frame counts
 
 
-QUICK = Setup(2, 3, 6, 6, 2, 12, 4, 20, 8)
-FULL = Setup(3, 5, 6, 6, 3, 24, 6, 40, 15)
+QUICK = Setup(
+    seeds=2, rounds=3, batch=6, initial=6, members=2, first_epochs=20, epochs=8, scale=0.5
+)
+FULL = Setup(
+    seeds=3, rounds=5, batch=6, initial=6, members=3, first_epochs=40, epochs=15, scale=1.0
+)
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One EMT Langevin MD run: ``frames`` frames every ``stride`` steps of 2 fs."""
+
+    temperature_K: float
+    strain: float
+    frames: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Where the candidate pool and the held-out test set come from."""
+
+    name: str
+    description: str
+    pool: tuple[Trajectory, ...]
+    test: tuple[Trajectory, ...]
+
+
+def _grid(
+    temperatures: tuple[float, ...], strains: tuple[float, ...], frames: int, stride: int
+) -> tuple[Trajectory, ...]:
+    return tuple(Trajectory(t, e, frames, stride) for t in temperatures for e in strains)
+
+
+#: Headline: what MD exploration produces. Long trajectories sampled every
+#: 4 fs (a Cu vibration lasts ~150 fs, so neighbouring frames are
+#: near-duplicates), three quarters of the frames at 300 K, fewer at 600 and
+#: 900 K, a few at 1500 K and in strained cells. The test set covers every
+#: temperature x strain the potential is meant for, evenly, from independent
+#: runs (several of these combinations never occur in the pool).
+REALISTIC = Scenario(
+    "realistic",
+    "correlated MD pool (frames every 4 fs), 76 % at 300 K; "
+    "test set even over 300/600/900/1500 K x -3/0/+4 % strain",
+    pool=(
+        Trajectory(300.0, 0.0, 150, 2),
+        Trajectory(300.0, -0.03, 10, 2),
+        Trajectory(300.0, 0.04, 10, 2),
+        Trajectory(600.0, 0.0, 24, 2),
+        Trajectory(900.0, 0.0, 14, 2),
+        Trajectory(900.0, 0.04, 4, 2),
+        Trajectory(1500.0, 0.0, 8, 2),
+        Trajectory(1500.0, -0.03, 4, 2),
+    ),
+    test=_grid((300.0, 600.0, 900.0, 1500.0), (-0.03, 0.0, 0.04), 5, 25),
+)
+
+#: The earlier benchmark: pool spread evenly over 3 temperatures x 3 strains,
+#: frames every 20 fs, test set from the same conditions (easy for random).
+UNIFORM = Scenario(
+    "uniform",
+    "pool even over 300/900/1500 K x -3/0/+4 % strain (frames every 20 fs); "
+    "test set from the same conditions",
+    pool=_grid((300.0, 900.0, 1500.0), (-0.03, 0.0, 0.04), 24, 10),
+    test=_grid((300.0, 900.0, 1500.0), (-0.03, 0.0, 0.04), 6, 10),
+)
+
+SCENARIOS = {"realistic": REALISTIC, "uniform": UNIFORM}
 
 
 # --------------------------------------------------------------------------- data
 
 
-def md_frames(temperature_K: float, strain: float, n: int, seed: int) -> list[Any]:
-    """EMT Langevin MD frames of 8-atom Cu (every 10 steps of 2 fs after 40 steps)."""
+def md_frames(
+    temperature_K: float, strain: float, n: int, seed: int, stride: int = 10
+) -> list[Any]:
+    """EMT Langevin MD frames of 8-atom Cu (every ``stride`` steps of 2 fs after 40 steps)."""
     from ase import units
     from ase.build import bulk
     from ase.calculators.emt import EMT
@@ -91,24 +172,29 @@ def md_frames(temperature_K: float, strain: float, n: int, seed: int) -> list[An
     dyn.run(40)
     frames = []
     for _ in range(n):
-        dyn.run(10)
+        dyn.run(stride)
         frame = atoms.copy()
         frame.calc = None
         frame.info["energy_eV"] = float(atoms.get_potential_energy())
+        frame.info["condition"] = f"{temperature_K:g} K, {strain:+.0%}"
         frame.arrays["forces_eV_A"] = atoms.get_forces().copy()
         frames.append(frame)
     return frames
 
 
-def build_data(setup: Setup) -> tuple[list[Any], list[Any]]:
-    """The shared candidate pool and the held-out test set."""
+def build_data(scenario: Scenario, scale: float) -> tuple[list[Any], list[Any]]:
+    """The shared candidate pool and the held-out test set of a scenario.
+
+    Test trajectories have other random seeds than the pool's, so no test
+    frame is in the pool. ``scale`` < 1 shrinks every trajectory (``--quick``).
+    """
     pool, test = [], []
-    run = 0
-    for temperature in setup.temperatures_K:
-        for strain in setup.strains:
-            pool += md_frames(temperature, strain, setup.frames_per_run, seed=1000 + run)
-            test += md_frames(temperature, strain, setup.test_per_run, seed=5000 + run)
-            run += 1
+    for run, traj in enumerate(scenario.pool):
+        n = max(1, round(traj.frames * scale))
+        pool += md_frames(traj.temperature_K, traj.strain, n, 1000 + run, traj.stride)
+    for run, traj in enumerate(scenario.test):
+        n = max(2, round(traj.frames * scale))
+        test += md_frames(traj.temperature_K, traj.strain, n, 5000 + run, traj.stride)
     return pool, test
 
 
@@ -222,6 +308,26 @@ def to_data(frames: list[Any]) -> list[Any]:
 
 # --------------------------------------------------------------------------- selection
 
+#: alflow's selection as the loop runs it, and the variants tried against it
+#: (``--methods alflow,alflow-wfps,...``). Keys: ``min_points`` (labeled
+#: frames before calibrating), ``weighting`` (FPS ``"none"`` or
+#: ``"score"``-weighted), ``top_factor`` (FPS only over the top
+#: factor x budget candidates by deviation), ``pre`` (before calibration:
+#: ``"fps"`` in the fixed window or ``"top"`` most uncertain), ``audit``.
+ALFLOW_VARIANTS: dict[str, dict[str, Any]] = {
+    "alflow": {"min_points": 8, "weighting": "none", "top_factor": None, "pre": "fps", "audit": 1},
+    "alflow-wfps": {"weighting": "score"},
+    "alflow-top3": {"top_factor": 3.0},
+    "alflow-early": {"min_points": 4},
+    "alflow-toppre": {"pre": "top"},
+    "alflow-wfps-early": {"weighting": "score", "min_points": 4},
+}
+
+
+def variant(method: str) -> dict[str, Any]:
+    """Settings of an alflow method (the base ``alflow`` ones overridden by the variant's)."""
+    return {**ALFLOW_VARIANTS["alflow"], **ALFLOW_VARIANTS[method]}
+
 
 def select(
     method: str,
@@ -249,7 +355,10 @@ def select(
         rest = np.setdiff1d(remaining, picked)
         picked += list(rng.choice(rest, batch - len(picked), replace=False))
         return [int(i) for i in picked], {"in_window": len(inside)}
+    settings = variant(method)
     thresholds = calibrated_thresholds(history["score"], history["error"], config)
+    if thresholds.source != "calibrated" and settings["pre"] == "top":
+        config = config.model_copy(update={"diversity": "none"})
     keys = [f"frame-{i}" for i in remaining]
     result = select_candidates(
         [pool[i] for i in remaining],
@@ -264,6 +373,8 @@ def select(
         descriptors=descriptors[remaining],
         audit_per_iteration=config.audit_per_iteration,
         seed=config.seed + round_index,
+        fps_weighting=settings["weighting"],
+        fps_top_factor=settings["top_factor"],
     )
     picked = [int(remaining[i]) for i in result.selected]
     if len(picked) < batch:  # top up with the most uncertain frames not yet picked
@@ -272,47 +383,69 @@ def select(
     return picked, {"thresholds": thresholds.as_doc(), "audit": len(result.audit)}
 
 
+# --------------------------------------------------------------------------- runs
+
+#: Filled by :func:`main` before the worker processes fork: scenario name ->
+#: (pool, test, pool AtomicData, test AtomicData, E0 per atom).
+_DATA: dict[str, tuple[list[Any], list[Any], list[Any], list[Any], float]] = {}
+
+
+def force_rmse(predicted: list[np.ndarray], frames: list[Any]) -> float:
+    """Force-component RMSE (eV/Å) of predicted forces against the frames' labels."""
+    diff = np.concatenate(
+        [(p - t.arrays["forces_eV_A"]).ravel() for p, t in zip(predicted, frames, strict=True)]
+    )
+    return float(np.sqrt(np.mean(diff**2)))
+
+
 def run_method(
-    method: str, seed: int, setup: Setup, pool: list[Any], test: list[Any], base: dict[str, Any]
+    job: tuple[str, str, int, Setup, float],
 ) -> dict[str, Any]:
-    """Learning curve of one method and seed, and its per-round calibration records."""
+    """Learning curve of one (scenario, method, seed), and its per-round records.
+
+    Every method of a seed starts from the same initial frames and the same
+    initial committee (trained here, deterministically, in each process).
+    """
+    scenario, method, seed, setup, target_error = job
+    import torch
+
+    torch.set_num_threads(1)
     from alflow.calibration import frame_force_error_eV_A, spearman
     from alflow.committee.uncertainty import max_force_deviation
     from alflow.config import SelectionConfig
 
+    started = time.monotonic()
+    pool, test, pool_data, test_data, e0_eV = _DATA[scenario]
+    init_rng = np.random.default_rng(seed)
+    labeled = [int(i) for i in init_rng.choice(len(pool), setup.initial, replace=False)]
+    committee = Committee(setup.members, seed, e0_eV)
+    committee.train([pool_data[i] for i in labeled], setup.first_epochs, seed)
+
+    settings = variant(method) if method.startswith("alflow") else {}
     config = SelectionConfig(
         trust_lo_eV_A=0.05,
         trust_hi_eV_A=0.5,
-        target_force_error_eV_A=base["target_error_eV_A"],
-        calibration_min_points=8,
-        audit_per_iteration=1,
+        target_force_error_eV_A=target_error,
+        calibration_min_points=settings.get("min_points", 8),
+        audit_per_iteration=settings.get("audit", 1),
         max_per_iteration=setup.batch,
     )
-    rng = np.random.default_rng(seed * 7 + METHODS.index(method))
-    committee = base["committee"].clone()
-    labeled = list(base["labeled"])
-    pool_data, test_data = base["pool_data"], base["test_data"]
+    rng = np.random.default_rng(seed * 7 + (METHODS.index(method) if method in METHODS else 2))
     history: dict[str, list[float]] = {"score": [], "error": []}
     curve, records = [], []
     for round_index in range(setup.rounds + 1):
         if round_index:
             committee.train([pool_data[i] for i in labeled], setup.epochs, seed + round_index)
         _, test_mean, _ = committee.evaluate(test_data)
-        rmse = float(
-            np.sqrt(
-                np.mean(
-                    np.concatenate(
-                        [
-                            (p - t.arrays["forces_eV_A"]).ravel()
-                            for p, t in zip(test_mean, test, strict=True)
-                        ]
-                    )
-                    ** 2
-                )
-            )
-        )
-        curve.append({"labels": len(labeled), "force_rmse_eV_A": rmse})
+        curve.append({"labels": len(labeled), "force_rmse_eV_A": force_rmse(test_mean, test)})
         if round_index == setup.rounds:
+            by_condition: dict[str, list[int]] = {}
+            for k, frame in enumerate(test):
+                by_condition.setdefault(frame.info["condition"], []).append(k)
+            final_by_condition = {
+                c: force_rmse([test_mean[k] for k in ks], [test[k] for k in ks])
+                for c, ks in by_condition.items()
+            }
             break
         comm, mean, descriptors = committee.evaluate(pool_data)
         deviation = np.array([max_force_deviation(c) for c in comm])
@@ -352,7 +485,17 @@ def run_method(
                 ),
             }
         )
-    return {"method": method, "seed": seed, "curve": curve, "records": records}
+    conditions = [pool[i].info["condition"] for i in labeled[setup.initial :]]
+    return {
+        "scenario": scenario,
+        "method": method,
+        "seed": seed,
+        "curve": curve,
+        "records": records,
+        "final_rmse_by_condition": final_by_condition,
+        "picked_at_300K": sum(c.startswith("300 K") for c in conditions) / max(len(conditions), 1),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
 
 
 def labels_to_target(curve: list[dict[str, float]], target: float) -> int | None:
@@ -363,7 +506,73 @@ def labels_to_target(curve: list[dict[str, float]], target: float) -> int | None
     return None
 
 
-def plot_curves(result: dict[str, Any], path: Path) -> None:
+def summarize(
+    scenario: Scenario, runs: list[dict[str, Any]], methods: list[str], target: float | None
+) -> dict[str, Any]:
+    """Seed-averaged curves, the target and labels to reach it, for one scenario."""
+    pool, test = _DATA[scenario.name][:2]
+    labels = [p["labels"] for p in runs[0]["curve"]]
+    mine = [r for r in runs if r["scenario"] == scenario.name]
+    curves = {
+        m: [[p["force_rmse_eV_A"] for p in r["curve"]] for r in mine if r["method"] == m]
+        for m in methods
+    }
+    mean_curves = {m: np.mean(curves[m], axis=0).tolist() for m in methods}
+    std_curves = {m: np.std(curves[m], axis=0).tolist() for m in methods}
+    if target is None:
+        target = mean_curves["random"][-1] if "random" in methods else None
+    reached = {
+        m: None
+        if target is None
+        else labels_to_target(
+            [
+                {"labels": n, "force_rmse_eV_A": r}
+                for n, r in zip(labels, mean_curves[m], strict=True)
+            ],
+            target,
+        )
+        for m in methods
+    }
+    conditions = sorted({f.info["condition"] for f in pool})
+    composition = {c: sum(f.info["condition"] == c for f in pool) for c in conditions}
+    first_alflow = [r for r in mine if r["method"] == "alflow"]
+    final_by_condition = {
+        m: {
+            c: float(np.mean([r["final_rmse_by_condition"][c] for r in mine if r["method"] == m]))
+            for c in mine[0]["final_rmse_by_condition"]
+        }
+        for m in methods
+    }
+    return {
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "pool_frames": len(pool),
+        "pool_composition": composition,
+        "test_frames": len(test),
+        "test_conditions": len({f.info["condition"] for f in test}),
+        "labels": labels,
+        "curves": curves,
+        "mean_force_rmse_eV_A": mean_curves,
+        "std_force_rmse_eV_A": std_curves,
+        "target_force_rmse_eV_A": target,
+        "labels_to_target": reached,
+        "final_rmse_by_condition": final_by_condition,
+        "picked_at_300K": {
+            m: float(np.mean([r["picked_at_300K"] for r in mine if r["method"] == m]))
+            for m in methods
+        },
+        "alflow_pool_spearman": [
+            [rec["pool_spearman"] for rec in r["records"]] for r in first_alflow
+        ],
+        "alflow_windows": [
+            [(rec["selection"]["thresholds"] or {}).get("lo") for rec in r["records"]]
+            for r in first_alflow
+        ],
+        "_alflow_records": first_alflow[0]["records"] if first_alflow else None,
+    }
+
+
+def plot_curves(summary: dict[str, Any], path: Path, seeds: int, members: int) -> None:
     """Seed-averaged RMSE vs labels per method (with min-max band) and the target."""
     import matplotlib
 
@@ -371,17 +580,21 @@ def plot_curves(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for method in METHODS:
-        labels = result["labels"]
-        runs = np.array(result["curves"][method])
+    labels = summary["labels"]
+    for method, runs in summary["curves"].items():
+        runs = np.array(runs)
         ax.plot(labels, runs.mean(axis=0), "o-", label=method)
         ax.fill_between(labels, runs.min(axis=0), runs.max(axis=0), alpha=0.15)
-    ax.axhline(result["target_force_rmse_eV_A"], color="k", ls="--", lw=1, label="target")
+    if summary["target_force_rmse_eV_A"] is not None:
+        ax.axhline(summary["target_force_rmse_eV_A"], color="k", ls="--", lw=1, label="target")
     ax.set_xlabel("DFT (EMT) labels")
     ax.set_ylabel("test force RMSE (eV/Å)")
     ax.set_yscale("log")
     ax.legend()
-    ax.set_title(f"Cu EMT MD, {result['seeds']} seeds, committee of {result['members']} MACE")
+    ax.set_title(
+        f"Cu EMT MD, {summary['scenario']} pool, {seeds} seeds, committee of {members} MACE",
+        fontsize=9,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -392,6 +605,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small run (~1-2 min)")
     parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument(
+        "--scenarios",
+        default="realistic,uniform",
+        help="comma-separated, first is the headline (realistic, uniform)",
+    )
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated; random must be included for the default target; "
+        f"alflow variants: {', '.join(ALFLOW_VARIANTS)}",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="processes (1 thread each)")
     parser.add_argument("--target", type=float, default=None, help="target force RMSE (eV/Å)")
     parser.add_argument(
         "--target-error",
@@ -399,95 +624,102 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=0.3,
         help="alflow's target max per-atom force error for calibration (eV/Å)",
     )
-    parser.add_argument("--plot", type=Path, default=None, help="learning-curve PNG")
     parser.add_argument(
-        "--calibration-plot", type=Path, default=None, help="alflow calibration PNG (seed 0)"
+        "--plot-dir",
+        type=Path,
+        default=None,
+        help="write data_efficiency[_SCENARIO].png and calibration[_SCENARIO].png here "
+        "(no suffix for the headline scenario)",
     )
     args = parser.parse_args(argv)
     setup = QUICK if args.quick else FULL
     if args.seeds:
         setup = Setup(**{**setup.__dict__, "seeds": args.seeds})
+    scenarios = [SCENARIOS[name] for name in args.scenarios.split(",")]
+    methods = args.methods.split(",")
+    for method in methods:
+        if method not in METHODS and method not in ALFLOW_VARIANTS:
+            parser.error(f"unknown method {method}")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    warnings.filterwarnings("ignore", message="The TorchScript type system")
     import torch
 
     torch.set_num_threads(1)
     started = time.monotonic()
-    pool, test = build_data(setup)
-    pool_data, test_data = to_data(pool), to_data(test)
-    e0_eV = float(np.mean([a.info["energy_eV"] / len(a) for a in pool]))
-    print(f"pool {len(pool)} frames, test {len(test)} frames ({time.monotonic() - started:.0f} s)")
-    runs = []
-    for seed in range(setup.seeds):
-        rng = np.random.default_rng(seed)
-        labeled = [int(i) for i in rng.choice(len(pool), setup.initial, replace=False)]
-        committee = Committee(setup.members, seed, e0_eV)
-        committee.train([pool_data[i] for i in labeled], setup.first_epochs, seed)
-        base = {
-            "committee": committee,
-            "labeled": labeled,
-            "pool_data": pool_data,
-            "test_data": test_data,
-            "target_error_eV_A": args.target_error,
-        }
-        for method in METHODS:
-            run = run_method(method, seed, setup, pool, test, base)
-            runs.append(run)
-            last = run["curve"][-1]
-            print(
-                f"seed {seed} {method:>6}: RMSE "
-                + " ".join(f"{p['force_rmse_eV_A']:.3f}" for p in run["curve"])
-                + f" eV/Å at {last['labels']} labels ({time.monotonic() - started:.0f} s)",
-                flush=True,
-            )
-    labels = [p["labels"] for p in runs[0]["curve"]]
-    curves = {
-        m: [[p["force_rmse_eV_A"] for p in r["curve"]] for r in runs if r["method"] == m]
-        for m in METHODS
-    }
-    mean_curves = {m: np.mean(curves[m], axis=0).tolist() for m in METHODS}
-    target = args.target if args.target is not None else mean_curves["random"][-1]
-    reached = {
-        m: labels_to_target(
-            [
-                {"labels": n, "force_rmse_eV_A": r}
-                for n, r in zip(labels, mean_curves[m], strict=True)
-            ],
-            target,
+    for scenario in scenarios:
+        pool, test = build_data(scenario, setup.scale)
+        e0_eV = float(np.mean([a.info["energy_eV"] / len(a) for a in pool]))
+        _DATA[scenario.name] = (pool, test, to_data(pool), to_data(test), e0_eV)
+        print(
+            f"{scenario.name}: pool {len(pool)} frames, test {len(test)} frames "
+            f"({time.monotonic() - started:.0f} s)",
+            flush=True,
         )
-        for m in METHODS
+    jobs = [
+        (scenario.name, method, seed, setup, args.target_error)
+        for scenario in scenarios
+        for seed in range(setup.seeds)
+        for method in methods
+    ]
+    runs = []
+
+    def report(run: dict[str, Any]) -> None:
+        runs.append(run)
+        print(
+            f"{run['scenario']:>9} seed {run['seed']} {run['method']:>14}: RMSE "
+            + " ".join(f"{p['force_rmse_eV_A']:.4f}" for p in run["curve"])
+            + f" eV/Å ({run['wall_s']:.0f} s; {time.monotonic() - started:.0f} s)",
+            flush=True,
+        )
+
+    if args.workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(args.workers) as workers:
+            for run in workers.imap_unordered(run_method, jobs):
+                report(run)
+    else:
+        for job in jobs:
+            report(run_method(job))
+    order = {(j[0], j[1], j[2]): k for k, j in enumerate(jobs)}
+    runs.sort(key=lambda r: order[(r["scenario"], r["method"], r["seed"])])
+    summaries = {
+        s.name: summarize(s, runs, methods, args.target if k == 0 else None)
+        for k, s in enumerate(scenarios)
     }
+    if args.plot_dir:
+        from alflow.calibration import plot_calibration
+
+        for k, scenario in enumerate(scenarios):
+            suffix = "" if k == 0 else f"_{scenario.name}"
+            summary = summaries[scenario.name]
+            plot_curves(
+                summary,
+                args.plot_dir / f"data_efficiency{suffix}.png",
+                setup.seeds,
+                setup.members,
+            )
+            if summary["_alflow_records"]:
+                plot_calibration(
+                    summary["_alflow_records"], args.plot_dir / f"calibration{suffix}.png"
+                )
+    for summary in summaries.values():
+        summary.pop("_alflow_records")
+    headline = summaries[scenarios[0].name]
     result = {
         "benchmark": "data_efficiency",
         "quick": args.quick,
         "seeds": setup.seeds,
         "members": setup.members,
-        "pool_frames": len(pool),
-        "test_frames": len(test),
-        "labels": labels,
-        "curves": curves,
-        "mean_force_rmse_eV_A": mean_curves,
-        "target_force_rmse_eV_A": target,
+        "headline_scenario": scenarios[0].name,
+        "labels_to_target": headline["labels_to_target"],
+        "target_force_rmse_eV_A": headline["target_force_rmse_eV_A"],
         "target_source": "--target"
         if args.target is not None
-        else "random's RMSE at its last label count",
-        "labels_to_target": reached,
-        "alflow_pool_spearman": [
-            [rec["pool_spearman"] for rec in r["records"]] for r in runs if r["method"] == "alflow"
-        ],
-        "alflow_windows": [
-            [(rec["selection"]["thresholds"] or {}).get("lo") for rec in r["records"]]
-            for r in runs
-            if r["method"] == "alflow"
-        ],
+        else "random's RMSE at its last label count (per scenario)",
+        "scenarios": summaries,
         "wall_s": round(time.monotonic() - started, 1),
     }
-    if args.plot:
-        plot_curves(result, args.plot)
-    if args.calibration_plot:
-        from alflow.calibration import plot_calibration
-
-        records = next(r["records"] for r in runs if r["method"] == "alflow")
-        plot_calibration(records, args.calibration_plot)
     print(json.dumps(result))
     return result
 

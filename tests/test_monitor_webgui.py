@@ -107,7 +107,7 @@ def test_fireworks_gui_shows_the_campaigns_workflows(gui: dict[str, Any]) -> Non
     home = browse(gui["url"], gui["work"] / "chrome-home")
     assert "demo iteration 0" in home
     for name, state in [
-        ("demo it0 seed label seed-a", "COMPLETED"),
+        ("demo it0 initial label seed-a", "COMPLETED"),
         ("demo E0s", "COMPLETED"),
         ("demo it0 train m0", "READY"),
         ("demo it0 md w0", "WAITING"),

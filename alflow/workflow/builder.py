@@ -3,7 +3,7 @@
 Iteration N is its own Workflow named ``<campaign> iteration N`` with
 metadata ``{campaign, iteration}``::
 
-    [iteration 0 only: references + seed labels (dft)]
+    [iteration 0 only: references + initial labels: seed and held-out frames (dft)]
         └─► train member 0..M-1 (train) ─► walker 0..K-1 (md) ─► select (service)
               select adds: label 0..L-1 (dft) ─► collect (service, allows fizzled parents)
 

@@ -93,7 +93,8 @@ def test_thresholds_fall_back_to_the_fixed_window():
     score, error = synthetic(200, prefactor=2.0, exponent=1.0, sigma=0.1)
     off = calibrated_thresholds(score, error, SelectionConfig(calibrate=False))
     assert (off.lo, off.hi, off.source) == (0.05, 0.5, "fixed")
-    few = calibrated_thresholds(score[:5], error[:5], SelectionConfig())
+    n_few = SelectionConfig().calibration_min_points - 1
+    few = calibrated_thresholds(score[:n_few], error[:n_few], SelectionConfig())
     assert few.source == "fixed" and "calibration_min_points" in few.reason
     rng = np.random.default_rng(1)
     noise = calibrated_thresholds(rng.uniform(size=100), rng.uniform(size=100), SelectionConfig())

@@ -38,7 +38,7 @@ Usage::
     python benchmarks/data_efficiency.py --quick        # ~1-2 min
     python benchmarks/data_efficiency.py --plot-dir docs/figures   # full, ~10 min
     python benchmarks/data_efficiency.py --scenarios realistic \
-        --methods random,alflow,alflow-wfps,alflow-early          # try variants
+        --methods random,alflow,alflow-wfps,alflow-late           # try variants
 
 Runs are spread over ``--workers`` processes (default 2, one thread each).
 The last line printed is one JSON object: ``labels_to_target`` and
@@ -315,10 +315,16 @@ def to_data(frames: list[Any]) -> list[Any]:
 #: factor x budget candidates by deviation), ``pre`` (before calibration:
 #: ``"fps"`` in the fixed window or ``"top"`` most uncertain), ``audit``.
 ALFLOW_VARIANTS: dict[str, dict[str, Any]] = {
-    "alflow": {"min_points": 8, "weighting": "none", "top_factor": None, "pre": "fps", "audit": 1},
+    "alflow": {
+        "min_points": None,
+        "weighting": "none",
+        "top_factor": None,
+        "pre": "fps",
+        "audit": 1,
+    },
     "alflow-wfps": {"weighting": "score"},
     "alflow-top3": {"top_factor": 3.0},
-    "alflow-early": {"min_points": 4},
+    "alflow-late": {"min_points": 8},
     "alflow-toppre": {"pre": "top"},
     "alflow-wfps-early": {"weighting": "score", "min_points": 4},
 }
@@ -426,7 +432,12 @@ def run_method(
         trust_lo_eV_A=0.05,
         trust_hi_eV_A=0.5,
         target_force_error_eV_A=target_error,
-        calibration_min_points=settings.get("min_points", 8),
+        # None: the loop's default (SelectionConfig)
+        **(
+            {}
+            if settings.get("min_points") is None
+            else {"calibration_min_points": settings["min_points"]}
+        ),
         audit_per_iteration=settings.get("audit", 1),
         max_per_iteration=setup.batch,
     )

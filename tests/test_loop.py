@@ -141,9 +141,13 @@ def test_labeled_frames_carry_provenance(campaign_run: dict[str, Any]) -> None:
             assert doc["uncertainty"]["max_force_dev_eV_A"] > 0
             label = db["labels"].find_one({"structure_key": doc["key"], "ok": True})
             assert label is not None and len(label["forces_eV_A"]) == doc["n_atoms"]
+            scratch = campaign_run["work"] / "alflow-scratch" / "quickstart-emt" / "dft"
+            assert Path(label["workdir"]).parent == scratch
         seeds = db["structures"].count_documents({"campaign": "quickstart-emt", "status": "seed"})
         assert seeds == 6
-        holdout = db["structures"].count_documents({"campaign": "quickstart-emt", "status": "holdout"})
+        holdout = db["structures"].count_documents(
+            {"campaign": "quickstart-emt", "status": "holdout"}
+        )
         assert holdout == 4
         models = db["models"].count_documents({"campaign": "quickstart-emt", "status": "trained"})
         assert models >= 9

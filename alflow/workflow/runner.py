@@ -231,6 +231,10 @@ def run_campaign(
     from fireworks.core.rocket_launcher import launch_rocket
 
     prepare_campaign(config)  # every input error before anything is written
+    # Fireworks run in their own directories: relative paths must not follow them.
+    settings = settings.model_copy(
+        update={"scratch_dir": str(Path(settings.scratch_dir).resolve())}
+    )
     connection, store = open_store(settings.store, db_name=settings.store_name)
     launchpad = open_launchpad(connection, settings.launchpad_name)
     submit_campaign(config, store, launchpad)

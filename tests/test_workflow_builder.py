@@ -36,6 +36,8 @@ def test_first_iteration_topology() -> None:
     for fw in steps["train"]:
         assert {c for c in wf.links[fw.fw_id]} == {w.fw_id for w in steps["explore"]}
     assert {fw.spec["_category"] for fw in wf.fws} == {"dft", "train", "md", "service"}
+    # a failed seed label or a diverged member does not block the iteration
+    assert all(fw.spec["_allow_fizzled_parents"] for fw in steps["train"] + steps["explore"])
     label = steps["label"][0].spec
     assert (
         label["_queueadapter"]["ntasks"] == 8 and label["_queueadapter"]["walltime"] == "01:30:00"

@@ -18,7 +18,7 @@ if [ -n "$missing" ]; then
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     echo "setup: installing system packages:$missing"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
 
 # torch first and pinned: an unpinned torch would pull several GB of CUDA packages.

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from alflow.calibration import frame_force_error_eV_A, spearman
-from alflow.labeling import make_labeler
 from alflow.selection import score_frames
 from alflow.steps.context import StepContext
 from alflow.store.store import CLASSIFIED_STATUSES
@@ -216,7 +215,7 @@ def collect_iteration(
         for status in CLASSIFIED_STATUSES
     }
     explored = sum(counts.values())
-    parameters_hash = make_labeler(ctx.config.labeling.oracle, ctx.settings).parameters_hash()
+    parameters_hash = ctx.parameters_hash
     predicted, reference, e_pred, e_ref, n_atoms = [], [], [], [], []
     deviation, frame_errors, audit_flags = [], [], []
     for doc in store.find_structures(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alflow.config import CampaignConfig
+from alflow.labeling import Labeler, make_labeler
 from alflow.settings import Settings
 from alflow.store import Store
 
@@ -37,3 +40,30 @@ class StepContext:
     def campaign(self) -> str:
         """The campaign name."""
         return self.config.name
+
+    def labeler(self) -> Labeler:
+        """The campaign's reference method, set up for this worker."""
+        return make_labeler(self.config.labeling.oracle, self.settings)
+
+    @property
+    def parameters_hash(self) -> str:
+        """Hash of the campaign's labeling parameters (the key of its labels)."""
+        return self.labeler().parameters_hash()
+
+    def load_committee(self, models: Sequence[dict[str, Any]], **options: Any) -> Any:
+        """Fetch ``models`` (store records, sha256 checked) and load them as one calculator.
+
+        ``options`` go to :func:`alflow.committee.load_committee` (``propagator``,
+        ``always_stress``); device, dtype and threads come from the settings
+        and the campaign.
+        """
+        from alflow.committee import load_committee
+
+        paths = [self.store.fetch_model(m["_id"], self.workdir / "models") for m in models]
+        return load_committee(
+            paths,
+            device=self.settings.device,
+            dtype=self.config.committee.training.dtype,
+            threads=self.settings.torch_threads,
+            **options,
+        )

@@ -7,7 +7,6 @@ from typing import Any
 
 from ase import Atoms
 
-from alflow.committee import load_committee
 from alflow.errors import ExplorationError
 from alflow.exploration import WalkerResult, run_walker, walker_plan
 from alflow.steps.context import StepContext
@@ -173,14 +172,8 @@ def _run(
 ) -> WalkerResult:
     """Load the committee and run one walker."""
     config, exploration = ctx.config, ctx.config.exploration
-    paths = [ctx.store.fetch_model(m["_id"], ctx.workdir / "models") for m in models]
-    calc = load_committee(
-        paths,
-        device=ctx.settings.device,
-        dtype=config.committee.training.dtype,
-        threads=ctx.settings.torch_threads,
-        propagator=propagator,
-        always_stress=exploration.ensemble == "npt",
+    calc = ctx.load_committee(
+        models, propagator=propagator, always_stress=exploration.ensemble == "npt"
     )
     return run_walker(
         atoms.copy(),

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from alflow.labeling import make_labeler
 from alflow.steps.collect import committee_errors
 from alflow.steps.context import StepContext
 from alflow.structures import atoms_from_doc
@@ -30,7 +29,7 @@ def holdout_errors(ctx: StepContext, committee: Any) -> dict[str, Any] | None:
         :func:`alflow.steps.collect.committee_errors`' figures, None when the
         campaign has no labeled held-out frame.
     """
-    parameters_hash = make_labeler(ctx.config.labeling.oracle, ctx.settings).parameters_hash()
+    parameters_hash = ctx.parameters_hash
     predicted, reference, e_pred, e_ref, n_atoms = [], [], [], [], []
     for doc in ctx.store.find_structures(
         {"campaign": ctx.campaign, "status": "holdout"}, {"key": 1, "atoms": 1, "n_atoms": 1}

@@ -19,7 +19,7 @@ from ase import Atoms
 
 from alflow.config import SanityConfig
 from alflow.errors import LabelingError
-from alflow.labeling import Labeler, isolated_atom_energies, make_labeler, sanity_reason
+from alflow.labeling import Labeler, isolated_atom_energies, sanity_reason
 from alflow.settings import Settings
 from alflow.steps.context import StepContext
 from alflow.store import Store
@@ -176,7 +176,7 @@ def label_structure(ctx: StepContext, iteration: int, key: str) -> dict[str, Any
     """
     store, campaign = ctx.store, ctx.campaign
     doc = store.structure(campaign, key)
-    labeler = make_labeler(ctx.config.labeling.oracle, ctx.settings)
+    labeler = ctx.labeler()
     parameters_hash = labeler.parameters_hash()
     done_status = done_status_for(doc["status"])
     if doc["status"] == "rejected":  # e.g. re-scored as accurate by a newer committee
@@ -211,7 +211,7 @@ def label_structure(ctx: StepContext, iteration: int, key: str) -> dict[str, Any
 
 def reference_energies(ctx: StepContext, elements: list[str]) -> dict[str, float]:
     """Isolated-atom energies (eV) of ``elements``, computed once per parameter set."""
-    labeler = make_labeler(ctx.config.labeling.oracle, ctx.settings)
+    labeler = ctx.labeler()
     parameters_hash = labeler.parameters_hash()
     known = ctx.store.reference_energies(parameters_hash)
     missing = [e for e in sorted(set(elements)) if e not in known]

@@ -30,7 +30,7 @@ import numpy as np
 from ase import Atoms
 
 from alflow.calibration import Thresholds, calibrated_thresholds, frame_force_error_eV_A
-from alflow.labeling import make_labeler, sanity_reason
+from alflow.labeling import sanity_reason
 from alflow.selection import (
     descriptor_species,
     mace_structure_descriptors,
@@ -64,15 +64,7 @@ def _load_committee(ctx: StepContext, iteration: int) -> Any | None:
         )
         return None
     try:
-        from alflow.committee import load_committee
-
-        paths = [ctx.store.fetch_model(m["_id"], ctx.workdir / "models") for m in models]
-        return load_committee(
-            paths,
-            device=ctx.settings.device,
-            dtype=ctx.config.committee.training.dtype,
-            threads=ctx.settings.torch_threads,
-        )
+        return ctx.load_committee(models)
     except Exception as exc:  # optional path: selection works without the committee
         log.warning("iteration %d: committee not loaded for select (%s)", iteration, exc)
         return None
@@ -98,7 +90,7 @@ def calibration_data(
         committee mean against the label (eV/Å), and its iteration.
     """
     store, campaign = ctx.store, ctx.campaign
-    parameters_hash = make_labeler(ctx.config.labeling.oracle, ctx.settings).parameters_hash()
+    parameters_hash = ctx.parameters_hash
     deviation, errors, iterations, mean_forces = [], [], [], []
     query = {
         "campaign": campaign,

@@ -11,7 +11,6 @@ import numpy as np
 from alflow.committee import train_member
 from alflow.config import config_hash
 from alflow.errors import TrainingError
-from alflow.labeling import make_labeler
 from alflow.steps.context import StepContext
 
 __all__ = ["train_committee_member"]
@@ -43,7 +42,7 @@ def train_committee_member(ctx: StepContext, iteration: int, member: int) -> dic
     """
     store, config = ctx.store, ctx.config
     committee = config.committee
-    parameters_hash = make_labeler(config.labeling.oracle, ctx.settings).parameters_hash()
+    parameters_hash = ctx.parameters_hash
     frames = store.labeled_frames(ctx.campaign, parameters_hash)
     seed = committee.seed + member
     meta: dict[str, Any] = {"seed": seed, "parameters_hash": parameters_hash}

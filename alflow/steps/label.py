@@ -28,6 +28,7 @@ from alflow.structures import atoms_from_doc
 __all__ = [
     "compute_label_outcome",
     "done_status_for",
+    "failure_document",
     "label_directory",
     "label_structure",
     "record_label_outcome",
@@ -35,6 +36,28 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def failure_document(
+    labeler: Labeler,
+    settings: Settings,
+    *,
+    error: str,
+    attempts: list[dict[str, Any]],
+    host: str,
+    provenance: dict[str, Any],
+) -> dict[str, Any]:
+    """The failed-label document of a calculation that did not give a label."""
+    return {
+        **provenance,
+        "code": labeler.code,
+        "parameters": labeler.parameters(),
+        "parameters_hash": labeler.parameters_hash(),
+        "error": error,
+        "host": host,
+        "cores": settings.mpi_ranks if labeler.code == "gpaw" else 1,
+        "attempts": attempts,
+    }
 
 
 def compute_label_outcome(
@@ -67,16 +90,14 @@ def compute_label_outcome(
     try:
         result = labeler.label(atoms, workdir)
     except LabelingError as exc:
-        failure = {
-            **provenance,
-            "code": labeler.code,
-            "parameters": labeler.parameters(),
-            "parameters_hash": labeler.parameters_hash(),
-            "error": str(exc),
-            "host": socket.gethostname(),
-            "cores": settings.mpi_ranks if labeler.code == "gpaw" else 1,
-            "attempts": list(getattr(exc, "attempts", [])),
-        }
+        failure = failure_document(
+            labeler,
+            settings,
+            error=str(exc),
+            attempts=list(getattr(exc, "attempts", [])),
+            host=socket.gethostname(),
+            provenance=provenance,
+        )
         return {"status": "failed", "failure": failure}, exc
     label = {**result.to_doc(), **provenance}
     return {"status": "ok", "label": label, "done_status": done_status}, None

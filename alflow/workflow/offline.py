@@ -50,7 +50,7 @@ from fireworks import FiretaskBase, FWAction, explicit_serialize
 
 from alflow.errors import AlflowError
 from alflow.settings import Settings
-from alflow.steps.label import done_status_for, record_label_outcome
+from alflow.steps.label import done_status_for, failure_document, record_label_outcome
 
 __all__ = [
     "OFFLINE_RESULT_NAME",
@@ -511,23 +511,16 @@ class OfflineDispatcher:
         from alflow.labeling import make_labeler
 
         config = CampaignConfig.model_validate(spec["config"])
-        labeler = make_labeler(config.labeling.oracle, self.settings)
         attempts = _read_json(job.directory / "attempts.json")
-        return {
-            "key": spec["structure_key"],
-            "status": "failed",
-            "failure": {
-                "code": labeler.code,
-                "parameters": labeler.parameters(),
-                "parameters_hash": labeler.parameters_hash(),
-                "error": error,
-                "host": "",
-                "cores": self.settings.mpi_ranks if labeler.code == "gpaw" else 1,
-                "attempts": attempts if isinstance(attempts, list) else [],
-                "workdir": str(job.directory),
-                "batch_job": job.job_id,
-            },
-        }
+        failure = failure_document(
+            make_labeler(config.labeling.oracle, self.settings),
+            self.settings,
+            error=error,
+            attempts=attempts if isinstance(attempts, list) else [],
+            host="",
+            provenance={"workdir": str(job.directory), "batch_job": job.job_id},
+        )
+        return {"key": spec["structure_key"], "status": "failed", "failure": failure}
 
     def _lost(self, job: OfflineJob) -> str:
         """A job left the queue without a result: re-run it, or record the failure."""

@@ -18,7 +18,9 @@ The selection of one iteration runs, in order:
    MACE node features from :func:`mace_structure_descriptors`, or
    :func:`soap_free_descriptor`), starting from the most uncertain candidate
    and counting distances to already-labeled structures, or simply the most
-   uncertain ones, up to the rest of the budget.
+   uncertain ones, up to the rest of the budget. With per-atom descriptors,
+   :func:`farthest_point_sampling_atoms` measures a frame by its most novel
+   atom instead.
 
 :func:`rescore_pending` re-scores frames queued for DFT with a newer
 committee and says which became accurate. Nothing here touches the database
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ase import Atoms
+from scipy.spatial.distance import cdist
 
 from alflow.config import SanityConfig, SelectionConfig
 from alflow.errors import StructureError
@@ -49,6 +52,7 @@ __all__ = [
     "deduplicate",
     "descriptor_species",
     "farthest_point_sampling",
+    "farthest_point_sampling_atoms",
     "mace_structure_descriptors",
     "rescore_pending",
     "score_frames",
@@ -248,27 +252,113 @@ def farthest_point_sampling(
         known = np.asarray(existing, dtype=float)
         if known.ndim != 2 or known.shape[1] != points.shape[1]:
             raise ValueError(f"existing must have shape (m, {points.shape[1]}), got {known.shape}")
-        from scipy.spatial.distance import cdist
-
         min_distance = cdist(points, known).min(axis=1)
+
+    def absorb(index: int) -> None:
+        np.minimum(min_distance, np.linalg.norm(points - points[index], axis=1), out=min_distance)
+
+    return _greedy_farthest(n, k, lambda: weight * min_distance, absorb, start_index, seed)
+
+
+def _greedy_farthest(
+    n: int,
+    k: int,
+    novelty: Callable[[], np.ndarray],
+    absorb: Callable[[int], None],
+    start_index: int | None,
+    seed: int,
+) -> np.ndarray:
+    """The greedy loop of farthest point sampling, whatever "far" means.
+
+    ``novelty()`` scores every item against everything picked or known so
+    far (inf or NaN everywhere while nothing is); ``absorb(i)`` adds item i
+    to the picked set. The first item is ``start_index``, else the most novel
+    one, else a seeded random one.
+    """
     if start_index is not None:
         if not 0 <= start_index < n:
-            raise IndexError(f"start_index {start_index} out of range for {n} descriptors")
+            raise IndexError(f"start_index {start_index} out of range for {n} items")
         current = int(start_index)
-    elif np.isfinite(min_distance).any():
-        current = int(np.argmax(weight * min_distance))
     else:
-        current = int(np.random.default_rng(seed).integers(n))
+        scores = novelty()
+        if np.isfinite(scores).any():
+            current = int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))
+        else:
+            current = int(np.random.default_rng(seed).integers(n))
     picked = [current]
     chosen = np.zeros(n, dtype=bool)
     chosen[current] = True
     while len(picked) < k:
-        np.minimum(min_distance, np.linalg.norm(points - points[current], axis=1), out=min_distance)
-        masked = np.where(chosen, -np.inf, weight * min_distance)
-        current = int(np.argmax(masked))
+        absorb(current)
+        current = int(np.argmax(np.where(chosen, -np.inf, novelty())))
         picked.append(current)
         chosen[current] = True
     return np.asarray(picked, dtype=int)
+
+
+def farthest_point_sampling_atoms(
+    atom_descriptors: Sequence[np.ndarray],
+    k: int,
+    *,
+    existing: np.ndarray | None = None,
+    start_index: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Greedy farthest point sampling of structures by their most novel atom.
+
+    The distance of a structure to a set of structures is the largest, over
+    its atoms, of the distance from that atom's environment descriptor to
+    the nearest atom environment of the set: a structure is as new as its
+    newest atom. This is the per-atom view extrapolation grades take (an
+    8-atom cell hot in one corner looks ordinary in its mean descriptor).
+
+    Parameters
+    ----------
+    atom_descriptors
+        One array (atoms, d) per structure, e.g.
+        :func:`mace_atom_descriptors`.
+    k
+        How many structures to pick (at most their number).
+    existing
+        Atom descriptors (m, d) of everything already labeled, stacked:
+        distances count to them too.
+    start_index
+        First structure to pick (e.g. the most uncertain one); default the
+        one farthest from ``existing``, or a seeded random one.
+    seed
+        Chooses the first structure when nothing else does.
+
+    Returns
+    -------
+    numpy.ndarray of int
+        Indices into ``atom_descriptors`` in pick order.
+    """
+    blocks = [np.asarray(block, dtype=float) for block in atom_descriptors]
+    n = len(blocks)
+    k = min(int(k), n)
+    if k <= 0:
+        return np.zeros(0, dtype=int)
+    if any(block.ndim != 2 or len(block) == 0 for block in blocks):
+        raise ValueError("atom_descriptors must be one non-empty (atoms, d) array per structure")
+    width = blocks[0].shape[1]
+    if any(block.shape[1] != width for block in blocks):
+        raise ValueError("atom_descriptors of different widths")
+    points = np.concatenate(blocks)
+    starts = np.concatenate([[0], np.cumsum([len(block) for block in blocks])[:-1]])
+    atom_min = np.full(len(points), np.inf)
+    if existing is not None and np.size(existing):
+        known = np.asarray(existing, dtype=float)
+        if known.ndim != 2 or known.shape[1] != width:
+            raise ValueError(f"existing must have shape (m, {width}), got {known.shape}")
+        atom_min = cdist(points, known).min(axis=1)
+
+    def novelty() -> np.ndarray:
+        return np.maximum.reduceat(atom_min, starts)
+
+    def absorb(index: int) -> None:
+        np.minimum(atom_min, cdist(points, blocks[index]).min(axis=1), out=atom_min)
+
+    return _greedy_farthest(n, k, novelty, absorb, start_index, seed)
 
 
 def deduplicate(keys: Sequence[str], known_keys: Collection[str]) -> np.ndarray:
@@ -384,6 +474,8 @@ def select_candidates(
     seed: int | None = None,
     fps_weighting: str = "none",
     fps_top_factor: float | None = None,
+    atom_descriptors: Sequence[np.ndarray] | None = None,
+    known_atom_descriptors: np.ndarray | None = None,
 ) -> Selection:
     """Pick the frames to label: trust window, de-duplication, sanity, audit, diversity, budget.
 
@@ -428,6 +520,14 @@ def select_candidates(
     fps_top_factor
         If given, FPS runs only over the ``ceil(factor × budget)`` candidates
         with the highest score (FPS restricted to the most uncertain ones).
+    atom_descriptors
+        Per-atom descriptors of every frame (one (atoms, d) array each, e.g.
+        :func:`mace_atom_descriptors`): FPS then measures a frame by its most
+        novel atom (:func:`farthest_point_sampling_atoms`) and ``descriptors``
+        are not used. Weighted FPS is not available in this form.
+    known_atom_descriptors
+        Per-atom descriptors (m, d) of every atom of the already-labeled
+        structures, stacked, for the per-atom form.
 
     Returns
     -------
@@ -447,6 +547,12 @@ def select_candidates(
         )
     if descriptors is not None and len(descriptors) != n:
         raise ValueError(f"descriptors ({len(descriptors)}) and frames ({n}) differ in length")
+    if atom_descriptors is not None and len(atom_descriptors) != n:
+        raise ValueError(
+            f"atom_descriptors ({len(atom_descriptors)}) and frames ({n}) differ in length"
+        )
+    if atom_descriptors is not None and fps_weighting != "none":
+        raise ValueError("weighted FPS needs structure descriptors, not atom_descriptors")
     if fps_weighting not in ("none", "score"):
         raise ValueError(f"fps_weighting must be 'none' or 'score', got {fps_weighting!r}")
     budget = max(0, min(int(budget), selection.max_per_iteration))
@@ -501,15 +607,28 @@ def select_candidates(
                 n_top = max(candidate_budget, math.ceil(fps_top_factor * candidate_budget))
                 top = np.argsort(-uncertainty[sane], kind="stable")[:n_top]
                 pool_for_fps = [sane[i] for i in sorted(top)]
-            picked = _fps_pick(
-                [frames_atoms[i] for i in pool_for_fps],
-                uncertainty[pool_for_fps],
-                candidate_budget,
-                seed=seed,
-                known_descriptors=known_descriptors,
-                descriptors=None if descriptors is None else np.asarray(descriptors)[pool_for_fps],
-                weighted=fps_weighting == "score",
-            )
+            if atom_descriptors is not None:
+                scores = uncertainty[pool_for_fps]
+                start = int(np.nanargmax(scores)) if np.isfinite(scores).any() else None
+                picked = farthest_point_sampling_atoms(
+                    [atom_descriptors[i] for i in pool_for_fps],
+                    candidate_budget,
+                    existing=known_atom_descriptors,
+                    start_index=start,
+                    seed=seed,
+                ).tolist()
+            else:
+                picked = _fps_pick(
+                    [frames_atoms[i] for i in pool_for_fps],
+                    uncertainty[pool_for_fps],
+                    candidate_budget,
+                    seed=seed,
+                    known_descriptors=known_descriptors,
+                    descriptors=None
+                    if descriptors is None
+                    else np.asarray(descriptors)[pool_for_fps],
+                    weighted=fps_weighting == "score",
+                )
             selected = [pool_for_fps[i] for i in picked]
         else:
             order = np.argsort(-uncertainty[sane], kind="stable")

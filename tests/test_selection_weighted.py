@@ -67,3 +67,47 @@ def test_select_candidates_weighting_and_top_factor():
     assert pick(fps_top_factor=1.0) == [0, 1]  # = the two most uncertain (stable order)
     with pytest.raises(ValueError):
         pick(fps_weighting="bogus")
+
+
+def test_atom_fps_measures_a_structure_by_its_most_novel_atom():
+    from alflow.selection import farthest_point_sampling_atoms
+
+    # structure 0 equals the known atom; 1 has one far atom (5); 2 two middling (1); 3 one at 3
+    blocks = [np.zeros((2, 1)), np.array([[0.0], [5.0]]), np.ones((2, 1)), np.array([[3.0], [0.0]])]
+    order = farthest_point_sampling_atoms(blocks, 4, existing=np.zeros((1, 1)))
+    # after 1, structure 3's atom at 3 is 2 from the atom at 5, farther than 2's atoms (1)
+    assert order.tolist() == [1, 3, 2, 0]
+    assert farthest_point_sampling_atoms(blocks, 2, start_index=2).tolist() == [2, 1]
+    assert farthest_point_sampling_atoms(blocks, 0).size == 0
+    with pytest.raises(ValueError, match="widths"):
+        farthest_point_sampling_atoms([np.zeros((1, 1)), np.zeros((1, 2))], 1)
+    with pytest.raises(ValueError, match="existing"):
+        farthest_point_sampling_atoms(blocks, 1, existing=np.zeros((1, 2)))
+    with pytest.raises(IndexError):
+        farthest_point_sampling_atoms(blocks, 1, start_index=9)
+
+
+def test_select_candidates_with_atom_descriptors():
+    structures = frames(4)
+    keys = [structure_key(a) for a in structures]
+    atoms = [np.zeros((2, 1)), np.array([[0.0], [5.0]]), np.ones((2, 1)), np.array([[3.0], [0.0]])]
+    result = select_candidates(
+        structures,
+        np.array([0.4, 0.1, 0.1, 0.1]),
+        keys,
+        selection=SelectionConfig(trust_lo_eV_A=0.05, trust_hi_eV_A=0.5),
+        budget=2,
+        atom_descriptors=atoms,
+        known_atom_descriptors=np.zeros((1, 1)),
+    )
+    assert result.selected == [0, 1]  # the most uncertain, then the most novel atom
+    with pytest.raises(ValueError, match="weighted"):
+        select_candidates(
+            structures,
+            np.array([0.4, 0.1, 0.1, 0.1]),
+            keys,
+            selection=SelectionConfig(),
+            budget=2,
+            atom_descriptors=atoms,
+            fps_weighting="score",
+        )

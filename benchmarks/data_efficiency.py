@@ -44,8 +44,8 @@ default the target is the RMSE random sampling reaches with all its labels
 Usage::
 
     python benchmarks/data_efficiency.py --quick        # about a minute
-    python benchmarks/data_efficiency.py --plot-dir docs/figures   # full, ~25 min
-    python benchmarks/data_efficiency.py --scenarios realistic --batch 3   # finer rounds
+    python benchmarks/data_efficiency.py --plot-dir docs/figures   # full, ~50 min
+    python benchmarks/data_efficiency.py --scenarios realistic --batch 6   # coarser rounds
     python benchmarks/data_efficiency.py --scenarios realistic \
         --methods random,alflow,alflow-noaudit,oracle           # variants, reference
 
@@ -95,7 +95,7 @@ QUICK = Setup(
     seeds=2, rounds=3, batch=6, initial=6, members=2, first_epochs=30, epochs=12, scale=0.5
 )
 FULL = Setup(
-    seeds=3, rounds=5, batch=6, initial=6, members=3, first_epochs=200, epochs=100, scale=1.0
+    seeds=3, rounds=10, batch=3, initial=6, members=3, first_epochs=200, epochs=100, scale=1.0
 )
 
 
@@ -335,7 +335,10 @@ def to_data(frames: list[Any]) -> list[Any]:
 #: frames before calibrating), ``weighting`` (FPS ``"none"`` or
 #: ``"score"``-weighted), ``top_factor`` (FPS only over the top
 #: factor x budget candidates by deviation), ``pre`` (before calibration:
-#: ``"fps"`` in the fixed window or ``"top"`` most uncertain), ``audit``.
+#: ``"fps"`` in the fixed window or ``"top"`` most uncertain), ``audit``
+#: (audit frames per round), ``descriptor`` (FPS on the ``"mean"`` node
+#: features, ``"meanstd"`` their mean and std over atoms, or ``"atoms"``:
+#: per atom, a frame scored by its most novel atom).
 ALFLOW_VARIANTS: dict[str, dict[str, Any]] = {
     "alflow": {
         "min_points": None,
@@ -705,7 +708,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--batch",
         type=int,
         default=None,
-        help="labels per round (default 6), the same total labels in more or fewer rounds",
+        help="labels per round (default 3; --quick 6), the same total labels in more or "
+        "fewer rounds",
     )
     parser.add_argument("--workers", type=int, default=2, help="processes (1 thread each)")
     parser.add_argument("--target", type=float, default=None, help="target force RMSE (eV/Å)")

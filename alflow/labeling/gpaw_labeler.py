@@ -507,22 +507,19 @@ class GPAWLabeler:
                 {k: v for k, v in changed.items() if k not in NUMERICS_KEYS},
                 effective_hash,
             )
-        stress = result.get("stress_eV_A3")
-        magmoms = result.get("magmoms_muB")
-        return LabelResult(
-            energy_eV=float(result["energy_eV"]),
-            forces_eV_A=np.asarray(result["forces_eV_A"], dtype=float).reshape(-1, 3),
-            stress_eV_A3=None if stress is None else np.asarray(stress, dtype=float),
-            magmoms_muB=None if magmoms is None else np.asarray(magmoms, dtype=float),
-            converged=bool(result.get("converged", True)),
-            scf_iterations=result.get("scf_iterations"),
-            wall_s=float(result["wall_s"]),
-            cores=int(result.get("cores", self.settings.mpi_ranks)),
-            host=str(result.get("host", "")),
-            code=self.code,
-            code_version=str(result.get("code_version", "")),
-            parameters=dict(result["parameters"]),
-            parameters_hash=parameters_hash,
-            attempts=attempts,
-            parameters_effective_hash=effective_hash,
+        defaults = {
+            "converged": True,
+            "cores": self.settings.mpi_ranks,
+            "host": "",
+            "code_version": "",
+        }
+        return LabelResult.from_doc(
+            {
+                **defaults,
+                **result,
+                "code": self.code,
+                "parameters_hash": parameters_hash,
+                "attempts": attempts,
+                "parameters_effective_hash": effective_hash,
+            }
         )

@@ -607,28 +607,19 @@ def select_candidates(
                 n_top = max(candidate_budget, math.ceil(fps_top_factor * candidate_budget))
                 top = np.argsort(-uncertainty[sane], kind="stable")[:n_top]
                 pool_for_fps = [sane[i] for i in sorted(top)]
-            if atom_descriptors is not None:
-                scores = uncertainty[pool_for_fps]
-                start = int(np.nanargmax(scores)) if np.isfinite(scores).any() else None
-                picked = farthest_point_sampling_atoms(
-                    [atom_descriptors[i] for i in pool_for_fps],
-                    candidate_budget,
-                    existing=known_atom_descriptors,
-                    start_index=start,
-                    seed=seed,
-                ).tolist()
-            else:
-                picked = _fps_pick(
-                    [frames_atoms[i] for i in pool_for_fps],
-                    uncertainty[pool_for_fps],
-                    candidate_budget,
-                    seed=seed,
-                    known_descriptors=known_descriptors,
-                    descriptors=None
-                    if descriptors is None
-                    else np.asarray(descriptors)[pool_for_fps],
-                    weighted=fps_weighting == "score",
-                )
+            picked = _fps_pick(
+                [frames_atoms[i] for i in pool_for_fps],
+                uncertainty[pool_for_fps],
+                candidate_budget,
+                seed=seed,
+                known_descriptors=known_descriptors,
+                descriptors=None if descriptors is None else np.asarray(descriptors)[pool_for_fps],
+                weighted=fps_weighting == "score",
+                atom_descriptors=None
+                if atom_descriptors is None
+                else [atom_descriptors[i] for i in pool_for_fps],
+                known_atom_descriptors=known_atom_descriptors,
+            )
             selected = [pool_for_fps[i] for i in picked]
         else:
             order = np.argsort(-uncertainty[sane], kind="stable")
@@ -704,8 +695,22 @@ def _fps_pick(
     known_descriptors: np.ndarray | None,
     descriptors: np.ndarray | None = None,
     weighted: bool = False,
+    atom_descriptors: Sequence[np.ndarray] | None = None,
+    known_atom_descriptors: np.ndarray | None = None,
 ) -> list[int]:
-    """FPS over structures, starting from the most uncertain one (weighted by it if asked)."""
+    """FPS over structures, starting from the most uncertain one (weighted by it if asked).
+
+    With ``atom_descriptors`` a structure is measured by its most novel atom
+    (:func:`farthest_point_sampling_atoms`); otherwise by its structure
+    descriptor (given, or :func:`soap_free_descriptor`).
+    """
+    start = int(np.argmax(uncertainty)) if len(uncertainty) else None
+    if start is not None and math.isnan(uncertainty[start]):
+        start = None
+    if atom_descriptors is not None:
+        return farthest_point_sampling_atoms(
+            atom_descriptors, k, existing=known_atom_descriptors, start_index=start, seed=seed
+        ).tolist()
     species = descriptor_species(structures)
     if descriptors is None:
         descriptors = np.stack([soap_free_descriptor(a, species=species) for a in structures])
@@ -721,9 +726,6 @@ def _fps_pick(
                 f"known_descriptors have shape {existing.shape}, candidates' descriptors have "
                 f"{descriptors.shape[1]} columns: compute them with {how}"
             )
-    start = int(np.argmax(uncertainty)) if len(uncertainty) else None
-    if start is not None and math.isnan(uncertainty[start]):
-        start = None
     return [
         int(i)
         for i in farthest_point_sampling(

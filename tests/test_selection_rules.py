@@ -76,16 +76,20 @@ def test_audit_takes_random_accurate_frames_within_half_the_budget():
     keys = [structure_key(a) for a in atoms]
     score = np.array([0.01] * 6 + [0.1, 0.2, 0.3, 0.4])
     config = SelectionConfig(max_per_iteration=4, diversity="none")
-    result = select_candidates(
-        atoms,
-        score,
-        keys,
-        selection=config,
-        budget=4,
-        sanity_check=always_sane,
-        audit_per_iteration=5,
-        known_keys=[keys[0]],
-    )
+
+    def select(budget: int, known: list[str]):
+        return select_candidates(
+            atoms,
+            score,
+            keys,
+            selection=config,
+            budget=budget,
+            sanity_check=always_sane,
+            audit_per_iteration=5,
+            known_keys=known,
+        )
+
+    result = select(4, [keys[0]])
     assert len(result.audit) == 2  # at most half of the budget
     assert all(result.classes[i] == ACCURATE for i in result.audit)
     assert 0 not in result.audit  # already known
@@ -93,26 +97,8 @@ def test_audit_takes_random_accurate_frames_within_half_the_budget():
     assert result.selected[2:] == result.audit
     assert result.counts["audit"] == 2 and result.counts["selected"] == 4
     assert result.counts["over_budget"] == 2
-    again = select_candidates(
-        atoms,
-        score,
-        keys,
-        selection=config,
-        budget=4,
-        sanity_check=always_sane,
-        audit_per_iteration=5,
-        known_keys=[keys[0]],
-    )
-    assert again.audit == result.audit  # seeded
-    none = select_candidates(
-        atoms,
-        score,
-        keys,
-        selection=config,
-        budget=1,
-        sanity_check=always_sane,
-        audit_per_iteration=5,
-    )
+    assert select(4, [keys[0]]).audit == result.audit  # seeded
+    none = select(1, [])
     assert none.audit == [] and none.selected == [9]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -44,6 +45,10 @@ def _configure_logging(verbose: int) -> None:
         fw_logger.addFilter(lambda record, level=fireworks_level: record.levelno >= level)
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -58,6 +63,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from alflow.config import load_campaign
+    from alflow.store import mask_uri
     from alflow.workflow.runner import FireworkDone, run_campaign
 
     config = load_campaign(args.campaign)
@@ -78,7 +84,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             done.name,
         )
 
-    log.info("campaign '%s': store %s", config.name, settings.store)
+    log.info("campaign '%s': store %s", config.name, mask_uri(settings.store))
     outcome = run_campaign(config, settings, retry_fizzled=args.retry_fizzled, progress=progress)
     log.info("campaign '%s' ended (%s): %s", config.name, outcome.status, outcome.reason)
     return 0 if outcome.status in ("converged", "stopped") else 1
@@ -96,7 +102,6 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     connection, store = open_store(settings.store, db_name=settings.store_name)
     launchpad = open_launchpad(connection, settings.launchpad_name)
     added = submit_campaign(config, store, launchpad)
-    connection.save()
     print(
         f"campaign '{config.name}': "
         + ("iteration 0 added to the LaunchPad" if added else "already on the LaunchPad")
@@ -109,7 +114,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from alflow.store import open_store
 
     settings = _settings(args)
-    _, store = open_store(settings.store, db_name=settings.store_name, writable=False)
+    _, store = open_store(settings.store, db_name=settings.store_name, create_indexes=False)
     names = [args.campaign] if args.campaign else store.campaign_names()
     reports = [campaign_status(store, name) for name in names]
     if args.json:
@@ -128,10 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)
     store_help = (
-        "store: a file (embedded, default alflow-store.bson) or mongodb:// URI; env ALFLOW_STORE"
+        "store: a directory served by the local server (default alflow-store) or a "
+        "mongodb:// URI; env ALFLOW_STORE"
     )
 
-    run = sub.add_parser("run", help="run (or resume) a campaign to its end in this process")
+    run = sub.add_parser(
+        "run", help="run (or resume) a campaign to its end with local FireWorks workers"
+    )
     run.add_argument("campaign", help="campaign YAML file")
     run.add_argument("--store", help=store_help)
     run.add_argument("--retry-fizzled", action="store_true", help="re-run FIZZLED Fireworks first")
@@ -149,12 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_cmd_status)
 
     from alflow.cluster.commands import register as register_cluster
+    from alflow.store.commands import register as register_server
     from alflow.monitor.commands import register as register_monitor
     from alflow.query.commands import register as register_query
 
     register_query(sub)
     register_monitor(sub)
     register_cluster(sub)
+    register_server(sub)
     return parser
 
 
@@ -162,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``alflow`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM exits through Python: workers stop and a local server is released
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _configure_logging(-1 if args.quiet else args.verbose)
     try:
         return int(args.func(args))

@@ -26,7 +26,7 @@ from alflow.errors import ConfigError
 
 __all__ = ["DEFAULT_STORE", "Settings", "load_settings"]
 
-DEFAULT_STORE = "alflow-store.bson"
+DEFAULT_STORE = "alflow-store"
 
 
 class Settings(BaseModel):
@@ -36,10 +36,23 @@ class Settings(BaseModel):
 
     store: str = Field(
         default=DEFAULT_STORE,
-        description="Store: a file path (embedded, in-process) or a mongodb:// URI.",
+        description=(
+            "Store: a directory served by the local server (started or reused), "
+            "or a mongodb:// URI of a site's MongoDB."
+        ),
+    )
+    local_server: str = Field(
+        default="secantusd-py",
+        description=(
+            "Program of the local server of a store directory: 'secantusd-py' "
+            "(PyPI secantusdb), 'mongod', or a path to either."
+        ),
+    )
+    server_port: int = Field(
+        default=0, ge=0, le=65535, description="Local server's port on 127.0.0.1 (0: any free)."
     )
     scratch_dir: str = Field(
-        default="alflow-scratch", description="Launch and calculation directories (embedded runs)."
+        default="alflow-scratch", description="Launch and calculation directories."
     )
     mpi_command: str = Field(default="mpiexec", description="MPI launcher for DFT jobs.")
     mpi_ranks: int = Field(default=1, ge=1, description="MPI ranks of one DFT job (1: no MPI).")
@@ -49,7 +62,14 @@ class Settings(BaseModel):
         default=1, ge=1, description="torch threads per training/MD process."
     )
     parallel_processes: int = Field(
-        default=2, ge=1, description="Member trainings or walkers run side by side in one step."
+        default=2,
+        ge=1,
+        description="train/md workers of 'alflow run': members or walkers side by side.",
+    )
+    dft_workers: int = Field(
+        default=0,
+        ge=0,
+        description="dft workers of 'alflow run' (0: as many as the cores hold mpi_ranks jobs).",
     )
     launchpad_name: str = Field(default="fireworks", description="LaunchPad database name.")
     store_name: str = Field(default="alflow", description="alflow database name.")

@@ -1,22 +1,46 @@
-"""The data store: MongoDB collections and GridFS (embedded or a real server)."""
+"""The data store: MongoDB collections and GridFS on a server (local or a site's)."""
 
 from __future__ import annotations
 
-from alflow.store.connection import Connection, connect, is_mongodb_uri, mask_uri
+from typing import Any
+
+from alflow.store.connection import Connection, connect, is_mongodb_uri, mask_uri, resolve_store
 from alflow.store.store import STATUSES, Store
 
-__all__ = ["STATUSES", "Connection", "Store", "connect", "is_mongodb_uri", "mask_uri", "open_store"]
+__all__ = [
+    "STATUSES",
+    "Connection",
+    "Store",
+    "connect",
+    "is_mongodb_uri",
+    "mask_uri",
+    "open_store",
+    "resolve_store",
+]
 
 
 def open_store(
-    store: str, *, db_name: str = "alflow", writable: bool = True
+    store: str,
+    *,
+    db_name: str = "alflow",
+    create_indexes: bool = True,
+    settings: Any | None = None,
 ) -> tuple[Connection, Store]:
-    """Connect to ``store`` (path or URI) and return the connection and the Store.
+    """Connect to ``store`` (store directory or URI) and return the connection and the Store.
 
-    Indexes are created when the store is writable.
+    Parameters
+    ----------
+    store
+        A store directory (its local server is started or found) or a URI.
+    db_name
+        alflow's database on that server.
+    create_indexes
+        Create alflow's indexes (idempotent; readers may skip it).
+    settings
+        Local server program and port (default: from the environment).
     """
-    connection = connect(store, writable=writable)
+    connection = connect(store, settings=settings)
     data = Store(connection.client[db_name])
-    if writable:
+    if create_indexes:
         data.ensure_indexes()
     return connection, data

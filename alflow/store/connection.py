@@ -1,7 +1,9 @@
-"""Open the server behind a store string: a file (embedded) or a mongodb:// URI.
+"""Open the server behind a store string: a store directory or a ``mongodb://`` URI.
 
-The rest of alflow works on plain pymongo ``Database`` objects, so the same
-code runs on the embedded mongomock server and on a real MongoDB.
+A store directory (default ``alflow-store/``) is served by the local server of
+:mod:`alflow.store.server`, started or found here; a URI names a site's
+MongoDB. Either way the result is a plain pymongo client on a ``mongodb://``
+URI: the rest of alflow has one code path.
 """
 
 from __future__ import annotations
@@ -9,21 +11,23 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from alflow.errors import StoreError
-from alflow.store.embedded import EmbeddedServer, open_embedded
+from alflow.store.server import LocalServer, ensure_server
 
-__all__ = ["Connection", "connect", "is_mongodb_uri", "mask_uri"]
+__all__ = ["Connection", "connect", "is_mongodb_uri", "mask_uri", "resolve_store"]
 
 log = logging.getLogger(__name__)
 
 _URI = re.compile(r"^mongodb(\+srv)?://", re.IGNORECASE)
 _PASSWORD = re.compile(r"(?P<head>^mongodb(\+srv)?://[^:/@]+:)(?P<password>[^@]*)(?P<tail>@)", re.I)
+_LEGACY_MAGIC = b"alflow-embedded-store"
 
 
 def is_mongodb_uri(store: str) -> bool:
-    """True for ``mongodb://`` and ``mongodb+srv://`` URIs, False for file paths."""
+    """True for ``mongodb://`` and ``mongodb+srv://`` URIs, False for paths."""
     return bool(_URI.match(store))
 
 
@@ -34,34 +38,74 @@ def mask_uri(store: str) -> str:
 
 @dataclass
 class Connection:
-    """A client and, for the embedded store, the server that persists it."""
+    """A pymongo client on ``uri`` and, for a store directory, its local server."""
 
     client: Any
-    store: str
-    embedded: EmbeddedServer | None = None
+    uri: str
+    local: LocalServer | None = None
 
     @property
     def display(self) -> str:
-        """The store string with the password masked."""
-        return mask_uri(self.store)
-
-    def save(self) -> None:
-        """Persist the embedded state (a real server persists by itself)."""
-        if self.embedded is not None and self.embedded.writable:
-            self.embedded.save()
+        """The URI with the password masked (and the store directory, if local)."""
+        if self.local is not None:
+            return f"{self.local.store_dir} ({self.uri})"
+        return mask_uri(self.uri)
 
 
-def connect(store: str, *, writable: bool = True, timeout_s: float = 5.0) -> Connection:
+def _refuse_legacy(path: Path) -> None:
+    """A one-file store of alflow ≤ 0.1 (in-process mongomock): say how to import it."""
+    head = b""
+    if path.is_file():
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    if path.suffix == ".bson" or _LEGACY_MAGIC in head:
+        raise StoreError(
+            f"{path} is a one-file store of an older alflow; import it into a server store "
+            f"with: alflow server import {path} --store {path.with_suffix('')}"
+        )
+
+
+def resolve_store(
+    store: str, *, local_server: str = "secantusd-py", server_port: int = 0, timeout_s: float = 60.0
+) -> tuple[str, LocalServer | None]:
+    """The ``mongodb://`` URI behind ``store``, starting its local server if needed.
+
+    Parameters
+    ----------
+    store
+        A ``mongodb://`` URI, or a store directory served by the local server.
+    local_server, server_port
+        The local server's program and port (0: any free port).
+    timeout_s
+        How long to wait for a local server to answer.
+
+    Returns
+    -------
+    uri : str
+    server : LocalServer or None
+        The local server, for a store directory.
+    """
+    if is_mongodb_uri(store):
+        return store, None
+    path = Path(store).expanduser()
+    _refuse_legacy(path)
+    server = ensure_server(path, program=local_server, port=server_port, timeout_s=timeout_s)
+    return server.uri, server
+
+
+def connect(store: str, *, timeout_s: float = 10.0, settings: Any | None = None) -> Connection:
     """Open the server behind ``store``.
 
     Parameters
     ----------
     store
-        A ``mongodb://`` URI, or a file path for the embedded server.
-    writable
-        Embedded only: take the single-writer lock (False: read-only snapshot).
+        A ``mongodb://`` URI, or a store directory (its local server is
+        started, or found running).
     timeout_s
-        How long to wait for a real server before giving up.
+        How long to wait for a server before giving up.
+    settings
+        :class:`~alflow.settings.Settings` naming the local server program and
+        port (default: read from the environment).
 
     Returns
     -------
@@ -70,27 +114,28 @@ def connect(store: str, *, writable: bool = True, timeout_s: float = 5.0) -> Con
     Raises
     ------
     StoreError
-        The server is unreachable or the file unreadable; the message masks
-        any password.
+        Unreachable server, invalid URI, old one-file store, or a local
+        server that cannot start; the message masks any password.
     """
-    if is_mongodb_uri(store):
-        import pymongo
-        from pymongo.errors import PyMongoError
+    import pymongo
+    from pymongo.errors import PyMongoError
 
-        try:
-            client: Any = pymongo.MongoClient(store, serverSelectionTimeoutMS=int(timeout_s * 1000))
+    if settings is None:
+        from alflow.settings import load_settings
+
+        settings = load_settings()
+    uri, local = resolve_store(
+        store, local_server=settings.local_server, server_port=settings.server_port
+    )
+    try:
+        # the client waits 30 s for a server (a local one restarts within that);
+        # the first ping gives up after timeout_s
+        client: Any = pymongo.MongoClient(uri, serverSelectionTimeoutMS=30_000)
+        with pymongo.timeout(timeout_s):
             client.admin.command("ping")
-        except PyMongoError as exc:
-            message = mask_uri(str(exc).split(", Timeout:")[0])
-            raise StoreError(f"cannot reach MongoDB at {mask_uri(store)}: {message}") from None
-        except Exception as exc:  # invalid URIs raise ConfigurationError/ValueError/...
-            raise StoreError(
-                f"invalid MongoDB URI {mask_uri(store)}: {mask_uri(str(exc))}"
-            ) from None
-        return Connection(client=client, store=store)
-    server = open_embedded(store, writable=writable)
-    if not writable and not server.path.exists():
-        raise StoreError(
-            f"no alflow store at {server.path} (run a campaign first, or pass --store)"
-        )
-    return Connection(client=server.client, store=str(server.path), embedded=server)
+    except PyMongoError as exc:
+        message = mask_uri(str(exc).split(", Timeout:")[0])
+        raise StoreError(f"cannot reach MongoDB at {mask_uri(uri)}: {message}") from None
+    except Exception as exc:  # invalid URIs raise ConfigurationError/ValueError/...
+        raise StoreError(f"invalid MongoDB URI {mask_uri(uri)}: {mask_uri(str(exc))}") from None
+    return Connection(client=client, uri=uri, local=local)

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from alflow.store import Connection
 
-__all__ = ["open_launchpad"]
+__all__ = ["launchpad_file", "open_launchpad"]
 
 log = logging.getLogger(__name__)
-
-_COLLECTIONS = ("fireworks", "launches", "offline_runs", "fw_id_assigner", "workflows")
 
 
 def open_launchpad(
     connection: Connection, name: str = "fireworks", strm_lvl: str = "WARNING"
 ) -> Any:
-    """Return a LaunchPad whose database ``name`` lives on ``connection``'s server.
+    """FireWorks' own URI-mode LaunchPad for database ``name`` on ``connection``'s server.
 
-    On a real server this is FireWorks' own URI-mode LaunchPad. On the embedded
-    server the LaunchPad is pointed at the shared in-process client, because a
-    second mongomock client would see an independent snapshot. A database
-    without FireWorks' id counters is initialised (never reset).
+    A database without FireWorks' id counters is initialised (never reset).
 
     Parameters
     ----------
@@ -38,23 +36,20 @@ def open_launchpad(
     fireworks.LaunchPad
     """
     from fireworks import LaunchPad
-    from fireworks.fw_config import GRIDFS_FALLBACK_COLLECTION
 
-    if connection.embedded is None:
-        launchpad = LaunchPad(host=connection.store, name=name, uri_mode=True, strm_lvl=strm_lvl)
-    else:
-        import gridfs
-
-        launchpad = LaunchPad(name=name, strm_lvl=strm_lvl, mongoclient_kwargs={"connect": False})
-        launchpad.connection.close()
-        launchpad.connection = connection.client
-        launchpad.db = connection.client[name]
-        for collection in _COLLECTIONS:
-            setattr(launchpad, collection, launchpad.db[collection])
-        if GRIDFS_FALLBACK_COLLECTION:
-            launchpad.gridfs_fallback = gridfs.GridFS(launchpad.db, GRIDFS_FALLBACK_COLLECTION)
+    launchpad = LaunchPad(
+        host=connection.uri, name=name, uri_mode=True, strm_lvl=strm_lvl
+    )
     if launchpad.fw_id_assigner.count_documents({}) == 0:
         launchpad._restart_ids(1, 1)
         launchpad.tuneup()
         log.info("initialised LaunchPad database '%s'", name)
     return launchpad
+
+
+def launchpad_file(uri: str, name: str, path: str | Path) -> Path:
+    """Write a FireWorks launchpad file (``lpad -l FILE ...``) for database ``name`` at ``uri``."""
+    path = Path(path)
+    content = {"host": uri, "name": name, "uri_mode": True}
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path

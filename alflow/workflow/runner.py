@@ -1,18 +1,27 @@
-"""Run a campaign to its end in this process (the embedded way, or any LaunchPad).
+"""Run a campaign to its end on this machine: FireWorks workers by category, one server.
 
-The runner picks the campaign's READY Fireworks one at a time, launches each
-in its own directory under the scratch directory with FireWorks' own Rocket,
-and saves the embedded state after every Firework, so ``kill -9`` loses at
-most the Firework in flight and the same command resumes.
+``alflow run`` submits the campaign, then starts worker processes
+(:mod:`alflow.workflow.worker`) against the store's server, the way a cluster
+runs ``rlaunch`` workers: ``settings.parallel_processes`` train/md workers (so
+members and walkers of an iteration run side by side), dft workers up to the
+slots the cores hold, and one service worker. This process only watches: it
+reports each finished Firework, recovers lost runs (a worker killed
+mid-Firework, or the server restarted under it), restarts a local server that
+died, and stops the workers when the campaign has ended or nothing can run.
+
+``kill -9`` of the runner takes its workers with it (they die with their
+parent); the server keeps running and the next ``alflow run`` finds it, marks
+the Fireworks its dead workers left RUNNING as lost runs and reruns them in
+the same launch directories.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
+import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +29,11 @@ from typing import Any
 from alflow.config import CampaignConfig
 from alflow.settings import Settings
 from alflow.store import open_store
-from alflow.workflow.builder import CATEGORIES
 from alflow.workflow.launchpad import open_launchpad
-from alflow.workflow.prefetch import PREFETCH_STEPS, prefetch_batch
+from alflow.workflow.pool import WorkerPool, worker_groups
+from alflow.workflow.recovery import recover_lost_runs, rerun_connection_fizzles
 from alflow.workflow.submit import prepare_campaign, submit_campaign
+from alflow.workflow.worker import launch_dir
 
 __all__ = ["FireworkDone", "RunOutcome", "run_campaign"]
 
@@ -31,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Called after every Firework with a :class:`FireworkDone`.
 Progress = Callable[["FireworkDone"], None]
+_POLL_S = 1.0
+_ACTIVE = ("READY", "RESERVED", "RUNNING")
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,7 @@ class FireworkDone:
     step_done, step_total
         Fireworks of this step in this iteration that have finished / exist.
     fireworks_run
-        Fireworks launched by this call so far.
+        Fireworks finished during this call so far.
     """
 
     name: str
@@ -73,7 +85,7 @@ class RunOutcome:
     reason
         Why, in words.
     fireworks_run
-        Fireworks launched by this call.
+        Fireworks finished during this call.
     fizzled
         Names of FIZZLED Fireworks of the campaign with their errors.
     """
@@ -84,114 +96,116 @@ class RunOutcome:
     fizzled: list[str]
 
 
-@contextlib.contextmanager
-def _working_directory(path: Path) -> Iterator[None]:
-    previous = Path.cwd()
-    path.mkdir(parents=True, exist_ok=True)
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
+class _Tracker:
+    """Reports Fireworks of a campaign that finish while the runner watches."""
 
+    def __init__(self, launchpad: Any, campaign: str, progress: Progress | None) -> None:
+        self.launchpad, self.campaign, self.progress = launchpad, campaign, progress
+        self.states = self._states()
+        self.count = 0
 
-@contextlib.contextmanager
-def _single_threaded_rocket(embedded: bool) -> Iterator[None]:
-    """Keep FireWorks' ping thread away from the embedded (mongomock) server.
+    def _states(self) -> dict[int, dict[str, Any]]:
+        projection = {"fw_id": 1, "name": 1, "state": 1, "updated_on": 1, "spec.iteration": 1}
+        projection["spec.step"] = 1
+        return {
+            fw["fw_id"]: fw
+            for fw in self.launchpad.fireworks.find({"spec.campaign": self.campaign}, projection)
+        }
 
-    A Rocket pings its launch from a background thread, and pings once more
-    when it stops, while the main thread updates the same collections.
-    mongomock is not thread-safe, and nothing outside this process watches an
-    embedded launch (a killed run resumes from the saved state), so embedded
-    Rockets run without the ping thread.
-    """
-    if not embedded:
-        yield
-        return
-    from fireworks.core import rocket
+    def poll(self) -> dict[int, dict[str, Any]]:
+        """Report what finished since the last poll, in order; return the current states."""
+        states = self._states()
+        finished = [
+            fw
+            for fw_id, fw in states.items()
+            if fw["state"] in ("COMPLETED", "FIZZLED")
+            and self.states.get(fw_id, {}).get("state") != fw["state"]
+        ]
+        before = self.states
+        self.states = states
+        for fw in sorted(finished, key=lambda f: (f.get("updated_on") or 0, f["fw_id"])):
+            self.count += 1
+            if self.progress is not None:
+                self.progress(self._done(fw, before))
+            before = {**before, fw["fw_id"]: fw}
+        return states
 
-    original = rocket.start_ping_launch
-    rocket.start_ping_launch = lambda launchpad, launch_id: None
-    try:
-        yield
-    finally:
-        rocket.start_ping_launch = original
-
-
-def _next_ready(launchpad: Any, fworker: Any) -> dict[str, Any] | None:
-    """The oldest READY Firework this worker may run (lowest fw_id first)."""
-    query = {**fworker.query, "state": "READY"}
-    return launchpad.fireworks.find_one(query, {"fw_id": 1, "name": 1}, sort=[("fw_id", 1)])
-
-
-def _prefetch(
-    launchpad: Any,
-    fworker: Any,
-    ready: dict[str, Any],
-    store_path: str,
-    settings: Settings,
-    scratch: Path,
-    done: set[int],
-) -> None:
-    """Compute the READY Fireworks of ``ready``'s step side by side, once each."""
-    fw = launchpad.fireworks.find_one(
-        {"fw_id": ready["fw_id"]}, {"spec.step": 1, "spec.iteration": 1}
-    )
-    step, iteration = fw["spec"]["step"], fw["spec"]["iteration"]
-    if step not in PREFETCH_STEPS:
-        return
-    query = {**fworker.query, "state": "READY", "spec.step": step, "spec.iteration": iteration}
-    batch = [
-        f["fw_id"] for f in launchpad.fireworks.find(query, {"fw_id": 1}) if f["fw_id"] not in done
-    ]
-    done.update(batch)
-    if len(batch) > 1:
-        prefetch_batch(
-            store_path, [(fw_id, _launch_dir(scratch, fw_id)) for fw_id in batch], settings
+    def _done(self, fw: dict[str, Any], known: dict[int, dict[str, Any]]) -> FireworkDone:
+        """Progress of ``fw``, counting its step's Fireworks reported before it."""
+        spec = fw.get("spec", {})
+        same = [
+            f
+            for f in self.states.values()
+            if f.get("spec", {}).get("iteration") == spec.get("iteration")
+            and f.get("spec", {}).get("step") == spec.get("step")
+        ]
+        done = sum(known.get(f["fw_id"], {}).get("state") in ("COMPLETED", "FIZZLED") for f in same)
+        launch = self.launchpad.launches.find_one(
+            {"fw_id": fw["fw_id"]}, {"runtime_secs": 1}, sort=[("launch_id", -1)]
+        )
+        return FireworkDone(
+            name=fw["name"],
+            state=fw["state"],
+            seconds=float((launch or {}).get("runtime_secs") or 0.0),
+            iteration=int(spec.get("iteration", -1)),
+            step=str(spec.get("step", "?")),
+            step_done=done + 1,
+            step_total=len(same),
+            fireworks_run=self.count,
         )
 
 
-def _launch_dir(scratch: Path, fw_id: int) -> Path:
-    """The launch directory of a Firework (the same for every rerun)."""
-    return scratch / f"fw{fw_id:05d}"
-
-
-def _progress(launchpad: Any, fw_id: int, seconds: float, count: int) -> FireworkDone:
-    fw = launchpad.fireworks.find_one({"fw_id": fw_id}, {"name": 1, "state": 1, "spec": 1})
-    spec = fw["spec"]
-    query = {
-        "spec.campaign": spec["campaign"],
-        "spec.iteration": spec["iteration"],
-        "spec.step": spec["step"],
-    }
-    total = launchpad.fireworks.count_documents(query)
-    done = launchpad.fireworks.count_documents(
-        {**query, "state": {"$in": ["COMPLETED", "FIZZLED"]}}
-    )
-    return FireworkDone(
-        name=fw["name"],
-        state=fw["state"],
-        seconds=seconds,
-        iteration=spec["iteration"],
-        step=spec["step"],
-        step_done=done,
-        step_total=total,
-        fireworks_run=count,
-    )
-
-
-def _submitted(dispatcher: Any, fw_id: int) -> float:
-    """Submission time of the last ingested job of ``fw_id`` (now if unknown)."""
-    return float(dispatcher.submitted_at.get(fw_id, time.time()))
-
-
 def _fizzled(launchpad: Any, campaign: str) -> list[str]:
-    out = []
-    for fw in launchpad.fireworks.find(
-        {"spec.campaign": campaign, "state": "FIZZLED"}, {"fw_id": 1, "name": 1}
-    ):
-        out.append(f"{fw['name']} (fw_id {fw['fw_id']})")
-    return out
+    return [
+        f"{fw['name']} (fw_id {fw['fw_id']})"
+        for fw in launchpad.fireworks.find(
+            {"spec.campaign": campaign, "state": "FIZZLED"}, {"fw_id": 1, "name": 1}
+        )
+    ]
+
+
+def _retry_fizzled(launchpad: Any, store: Any, campaign: str) -> None:
+    for fw in launchpad.fireworks.find({"spec.campaign": campaign, "state": "FIZZLED"}, {"fw_id": 1}):
+        launchpad.rerun_fw(fw["fw_id"])
+    if store.campaign(campaign)["status"] == "failed":
+        store.set_campaign_status(campaign, "running")
+
+
+def _keep_server_alive(connection: Any) -> bool:
+    """Restart the local server if it died (same port, same data); True if restarted."""
+    from alflow.store.server import ensure_server, read_record
+
+    local = connection.local
+    if local is None or read_record(local.store_dir) is not None:
+        return False
+    log.warning("the local server of %s died: restarting it", local.store_dir)
+    ensure_server(local.store_dir, program=local.program)
+    return True
+
+
+def _offline_step(dispatcher: Any, launchpad: Any, fworker: Any, scratch: Path) -> None:
+    """Offline mode: submit READY label Fireworks as jobs, run the quick dft ones here."""
+    from fireworks.core.rocket_launcher import launch_rocket
+
+    from alflow.workflow.worker import _working_directory
+
+    dispatcher.poll()
+    query = {**fworker.query, "state": "READY"}
+    for fw in list(launchpad.fireworks.find(query, {"fw_id": 1}, sort=[("fw_id", 1)])):
+        directory = launch_dir(scratch, fw["fw_id"])
+        if dispatcher.accepts(fw["fw_id"]):
+            dispatcher.submit(fw["fw_id"], directory)
+            continue
+        from fireworks import FWorker
+
+        one = FWorker(name=fworker.name, category=["dft"], query={"fw_id": fw["fw_id"]})
+        with _working_directory(directory):
+            launch_rocket(launchpad, one, strm_lvl="ERROR")
+
+
+def _finished(states: dict[int, dict[str, Any]], dispatcher: Any) -> bool:
+    active = any(fw["state"] in _ACTIVE for fw in states.values())
+    return not active and not (dispatcher is not None and dispatcher.in_flight)
 
 
 def run_campaign(
@@ -200,10 +214,9 @@ def run_campaign(
     *,
     retry_fizzled: bool = False,
     progress: Progress | None = None,
-    max_fireworks: int | None = None,
     dft_queue: Any | None = None,
 ) -> RunOutcome:
-    """Run (or resume) a campaign in this process until nothing is left to run.
+    """Run (or resume) a campaign with worker processes until nothing is left to run.
 
     Parameters
     ----------
@@ -214,100 +227,72 @@ def run_campaign(
     retry_fizzled
         Re-run the campaign's FIZZLED Fireworks first (after fixing their cause).
     progress
-        Called after each Firework.
-    max_fireworks
-        Stop after this many Fireworks (for tests and stepping through).
+        Called after each Firework finishes.
     dft_queue
         A :class:`~alflow.workflow.offline.QueueOptions`: label Fireworks
         that need a calculation go to Slurm/PBS as offline jobs and are
-        ingested when done (:mod:`alflow.workflow.offline`); None: everything
-        runs in this process.
+        ingested here (:mod:`alflow.workflow.offline`); None: dft workers.
 
     Returns
     -------
     RunOutcome
     """
-    from fireworks import FWorker
-    from fireworks.core.rocket_launcher import launch_rocket
-
     prepare_campaign(config)  # every input error before anything is written
     # Fireworks run in their own directories: relative paths must not follow them.
     settings = settings.model_copy(
         update={"scratch_dir": str(Path(settings.scratch_dir).resolve())}
     )
-    connection, store = open_store(settings.store, db_name=settings.store_name)
+    connection, store = open_store(settings.store, db_name=settings.store_name, settings=settings)
     launchpad = open_launchpad(connection, settings.launchpad_name)
     submit_campaign(config, store, launchpad)
+    scratch = Path(settings.scratch_dir) / config.name
+    worker_settings = settings.model_copy(update={"store": connection.uri})
+    pool = WorkerPool(config.name, worker_settings, scratch)
+    recover_lost_runs(launchpad, config.name, pool)
     if retry_fizzled:
-        for fw in launchpad.fireworks.find(
-            {"spec.campaign": config.name, "state": "FIZZLED"}, {"fw_id": 1}
-        ):
-            launchpad.rerun_fw(fw["fw_id"])
-        if store.campaign(config.name)["status"] == "failed":
-            store.set_campaign_status(config.name, "running")
-    connection.save()
-
-    env = settings.model_dump()
-    env["store"] = connection.store
-    fworker = FWorker(
-        name="alflow-embedded",
-        category=list(CATEGORIES),
-        query={"spec.campaign": config.name},
-        env=env,
-    )
-    scratch = Path(settings.scratch_dir).resolve() / config.name
-    count = 0
-    prefetched: set[int] = set()
-    dispatcher = None
+        _retry_fizzled(launchpad, store, config.name)
+    dispatcher, dft_fworker = None, None
     if dft_queue is not None:
+        from fireworks import FWorker
+
         from alflow.workflow.offline import OfflineDispatcher
 
-        dispatcher = OfflineDispatcher(launchpad, store, settings, fworker, dft_queue)
+        dft_fworker = FWorker(
+            name=f"alflow-offline@{socket.gethostname()}",
+            category=["dft"],
+            query={"spec.campaign": config.name},
+            env=worker_settings.model_dump(),
+        )
+        dispatcher = OfflineDispatcher(launchpad, store, worker_settings, dft_fworker, dft_queue)
         dispatcher.adopt_running(config.name)
-    while max_fireworks is None or count < max_fireworks:
-        if dispatcher is not None:
-            for fw_id, what in dispatcher.poll():
-                connection.save()
-                if what == "RERUN":
-                    continue
-                count += 1
-                if progress is not None:
-                    job_s = time.time() - _submitted(dispatcher, fw_id)
-                    progress(_progress(launchpad, fw_id, job_s, count))
-            if max_fireworks is not None and count >= max_fireworks:
+    tracker = _Tracker(launchpad, config.name, progress)
+    pool.start(worker_groups(worker_settings, dft=dispatcher is None))
+    quiet_polls = 0
+    try:
+        while True:
+            time.sleep(_POLL_S)
+            _keep_server_alive(connection)
+            rerun_connection_fizzles(launchpad, config.name)
+            pool.restart_dead()
+            recover_lost_runs(launchpad, config.name, pool)
+            if dispatcher is not None:
+                _offline_step(dispatcher, launchpad, dft_fworker, scratch)
+            states = tracker.poll()
+            # two quiet polls in a row: a Firework that just completed may not
+            # have made its children READY yet at the first
+            quiet_polls = quiet_polls + 1 if _finished(states, dispatcher) else 0
+            if quiet_polls >= 2:
                 break
-        ready = _next_ready(launchpad, fworker)
-        if ready is None:
-            if dispatcher is not None and dispatcher.in_flight:
-                time.sleep(dispatcher.options.poll_s)
-                continue
-            break
-        started = time.perf_counter()
-        directory = _launch_dir(scratch, ready["fw_id"])
-        if dispatcher is not None and dispatcher.accepts(ready["fw_id"]):
-            dispatcher.submit(ready["fw_id"], directory)
-            connection.save()
-            continue
-        if connection.embedded is not None and settings.parallel_processes > 1:
-            _prefetch(launchpad, fworker, ready, connection.store, settings, scratch, prefetched)
-        log.info("start %s", ready["name"])
-        with (
-            _working_directory(directory),
-            _single_threaded_rocket(connection.embedded is not None),
-        ):
-            launch_rocket(launchpad, fworker, fw_id=ready["fw_id"], strm_lvl="ERROR")
-        connection.save()
-        count += 1
-        if progress is not None:
-            progress(_progress(launchpad, ready["fw_id"], time.perf_counter() - started, count))
-
+    finally:
+        pool.stop()
     campaign = store.campaign(config.name)
     fizzled = _fizzled(launchpad, config.name)
     status, reason = campaign["status"], campaign.get("reason") or ""
-    if status == "running" and (max_fireworks is None or count < max_fireworks):
+    if status == "running":
         status = "stalled"
         reason = (
             f"{len(fizzled)} Firework(s) FIZZLED and nothing else can run: {', '.join(fizzled)}; "
             "fix the cause and run again with --retry-fizzled"
         )
-    return RunOutcome(status=status, reason=reason, fireworks_run=count, fizzled=fizzled)
+    log.debug("runner pid %d done", os.getpid())
+    return RunOutcome(status=status, reason=reason, fireworks_run=tracker.count, fizzled=fizzled)

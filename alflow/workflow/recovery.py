@@ -1,0 +1,96 @@
+"""Lost runs and connection failures of a campaign's Fireworks, recovered the FireWorks way.
+
+- A Firework RUNNING in the LaunchPad whose local worker is gone (its runner
+  was killed, the worker crashed, or the server restarted under its Rocket)
+  is a lost run: FireWorks' own ``detect_lostruns(rerun=True)`` reruns it.
+- A Firework that FIZZLED because the database connection dropped (not
+  because its step failed) is rerun a few times.
+
+Workers of other machines and of other live runs are never touched; on a
+cluster, ``lpad detect_lostruns --rerun`` does the same by ping age.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from alflow.workflow.pool import WorkerPool, parse_local_name
+from alflow.workflow.worker import _alive_pid
+
+__all__ = ["CONNECTION_ERRORS", "recover_lost_runs", "rerun_connection_fizzles"]
+
+log = logging.getLogger(__name__)
+
+#: Exception names in a FIZZLED launch's stack trace that mean "the server went away".
+CONNECTION_ERRORS = (
+    "AutoReconnect",
+    "ServerSelectionTimeoutError",
+    "NetworkTimeout",
+    "ConnectionFailure",
+    "NotPrimaryError",
+)
+_MAX_CONNECTION_RERUNS = 3
+_reruns: dict[int, int] = {}
+
+
+def _is_lost(launch: dict[str, Any], pool: WorkerPool) -> bool:
+    name = (launch.get("fworker") or {}).get("name", "")
+    owner = parse_local_name(name)
+    if owner is None or owner[0] != socket.gethostname():
+        return False  # another machine's worker: its own ping tells
+    if pool.owns(name):
+        return pool.current_fw(name) != launch["fw_id"]
+    return not _alive_pid(owner[1])  # a worker of an earlier run, lost with its runner
+
+
+def recover_lost_runs(launchpad: Any, campaign: str, pool: WorkerPool) -> list[int]:
+    """Rerun the campaign's Fireworks whose local worker is gone; return their fw_ids."""
+    running = [
+        fw["fw_id"]
+        for fw in launchpad.fireworks.find(
+            {"spec.campaign": campaign, "state": "RUNNING"}, {"fw_id": 1}
+        )
+    ]
+    if not running:
+        return []
+    launches = launchpad.launches.find(
+        {"fw_id": {"$in": running}, "state": "RUNNING"}, {"launch_id": 1, "fw_id": 1, "fworker": 1}
+    )
+    lost = [launch for launch in launches if _is_lost(launch, pool)]
+    if not lost:
+        return []
+    ids = [launch["launch_id"] for launch in lost]
+    launchpad.detect_lostruns(
+        expiration_secs=0, rerun=True, launch_query={"launch_id": {"$in": ids}}
+    )
+    fw_ids = sorted({launch["fw_id"] for launch in lost})
+    log.warning("lost runs (worker gone) rerun: fw_id %s", ", ".join(map(str, fw_ids)))
+    return fw_ids
+
+
+def _connection_failure(launchpad: Any, fw_id: int) -> bool:
+    launch = launchpad.launches.find_one(
+        {"fw_id": fw_id, "state": "FIZZLED"}, {"action": 1}, sort=[("launch_id", -1)]
+    )
+    exception = ((launch or {}).get("action") or {}).get("stored_data", {}).get("_exception", {})
+    trace = str(exception.get("_stacktrace", ""))
+    return any(name in trace for name in CONNECTION_ERRORS)
+
+
+def rerun_connection_fizzles(launchpad: Any, campaign: str) -> list[int]:
+    """Rerun Fireworks that FIZZLED on a lost database connection (a few times each)."""
+    rerun = []
+    for fw in launchpad.fireworks.find({"spec.campaign": campaign, "state": "FIZZLED"}, {"fw_id": 1}):
+        fw_id = fw["fw_id"]
+        if _reruns.get(fw_id, 0) >= _MAX_CONNECTION_RERUNS or not _connection_failure(
+            launchpad, fw_id
+        ):
+            continue
+        _reruns[fw_id] = _reruns.get(fw_id, 0) + 1
+        launchpad.rerun_fw(fw_id)
+        rerun.append(fw_id)
+    if rerun:
+        log.warning("rerun after a lost database connection: fw_id %s", ", ".join(map(str, rerun)))
+    return rerun

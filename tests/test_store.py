@@ -1,8 +1,9 @@
-"""The store on the embedded (mongomock) server: collections, indexes, GridFS, persistence."""
+"""The store on the test server: collections, indexes, GridFS, restarts, errors."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +13,6 @@ from alflow.config import CampaignConfig
 from alflow.errors import StoreError, TrainingError
 from alflow.store import mask_uri, open_store
 from alflow.store.connection import connect
-from alflow.store.embedded import EmbeddedServer
 from alflow.structures import atoms_from_doc, structure_key
 
 
@@ -22,8 +22,7 @@ def config(name: str = "c", **loop: int) -> CampaignConfig:
     )
 
 
-def test_structures_roundtrip_and_first_sighting_wins(tmp_path: Path) -> None:
-    conn, store = open_store(str(tmp_path / "s.bson"))
+def test_structures_roundtrip_and_first_sighting_wins(store: Any, tmp_path: Path) -> None:
     atoms = bulk("Cu", cubic=True)
     atoms.rattle(0.05, seed=1)
     key = structure_key(atoms)
@@ -43,31 +42,25 @@ def test_structures_roundtrip_and_first_sighting_wins(tmp_path: Path) -> None:
     from pymatgen.core import Structure
 
     assert Structure.from_dict(doc["structure"]).composition.reduced_formula == "Cu"
-    conn.embedded.close()
 
 
-def test_label_unique_on_key_and_parameters(tmp_path: Path) -> None:
-    conn, store = open_store(str(tmp_path / "s.bson"))
+def test_label_unique_on_key_and_parameters(store: Any, tmp_path: Path) -> None:
     assert store.add_label("k", {"parameters_hash": "p", "energy_eV": 1.0, "ok": True})
     assert not store.add_label("k", {"parameters_hash": "p", "energy_eV": 2.0, "ok": True})
     assert store.label("k", "p")["energy_eV"] == 1.0
     assert store.add_label("k", {"parameters_hash": "q", "energy_eV": 3.0, "ok": True})
-    conn.embedded.close()
 
 
-def test_campaign_registration_is_idempotent_but_refuses_changes(tmp_path: Path) -> None:
-    conn, store = open_store(str(tmp_path / "s.bson"))
+def test_campaign_registration_is_idempotent_but_refuses_changes(store: Any, tmp_path: Path) -> None:
     assert store.register_campaign(config())
     assert not store.register_campaign(config())
     with pytest.raises(StoreError, match="different configuration"):
         store.register_campaign(config(max_iterations=9))
     with pytest.raises(StoreError, match="no campaign 'zz'"):
         store.campaign("zz")
-    conn.embedded.close()
 
 
-def test_model_gridfs_sha256_and_tamper_refused(tmp_path: Path) -> None:
-    conn, store = open_store(str(tmp_path / "s.bson"))
+def test_model_gridfs_sha256_and_tamper_refused(store: Any, tmp_path: Path) -> None:
     model = tmp_path / "m.model"
     model.write_bytes(b"weights" * 100)
     model_id = store.put_model("c", 0, 1, model, {"seed": 1})
@@ -76,35 +69,26 @@ def test_model_gridfs_sha256_and_tamper_refused(tmp_path: Path) -> None:
     store.models.update_one({"_id": model_id}, {"$set": {"sha256": "0" * 64}})
     with pytest.raises(TrainingError, match="tampered"):
         store.fetch_model(model_id, tmp_path / "fetch2")
-    conn.embedded.close()
 
 
-def test_embedded_state_persists_atomically_with_indexes(tmp_path: Path) -> None:
-    path = tmp_path / "s.bson"
-    conn, store = open_store(str(path))
+def test_state_survives_a_server_restart_with_indexes(tmp_path: Path) -> None:
+    from alflow.store.server import stop_server
+
+    store_dir = tmp_path / "alflow-store"
+    conn, store = open_store(str(store_dir))
+    assert conn.local is not None and conn.uri.startswith("mongodb://127.0.0.1:")
     store.add_label("k", {"parameters_hash": "p", "energy_eV": 1.0, "ok": True})
     model = tmp_path / "m.model"
     model.write_bytes(bytes(range(256)) * 50)
     store.put_model("c", 0, 0, model, {})
-    conn.save()
-    conn.embedded.close()
-    conn2, store2 = open_store(str(path))
+    conn.client.close()
+    assert stop_server(store_dir)
+    conn2, store2 = open_store(str(store_dir))
     assert store2.label("k", "p")["energy_eV"] == 1.0
-    assert not store2.add_label("k", {"parameters_hash": "p", "energy_eV": 5.0})  # index restored
+    assert not store2.add_label("k", {"parameters_hash": "p", "energy_eV": 5.0})  # index kept
     assert store2.fetch_model("c/it000/m00", tmp_path / "f").read_bytes() == model.read_bytes()
-    conn2.embedded.close()
-    assert not list(tmp_path.glob(".*.tmp"))
-
-
-def test_second_writer_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "s.bson"
-    first = EmbeddedServer(path)
-    with pytest.raises(StoreError, match="in use by alflow process"):
-        EmbeddedServer(path)
-    reader = EmbeddedServer(path, writable=False)  # readers are fine
-    with pytest.raises(StoreError, match="read-only"):
-        reader.save()
-    first.close()
+    conn2.client.close()
+    stop_server(store_dir)
 
 
 def test_unreachable_mongodb_fails_fast_with_masked_password() -> None:
@@ -116,13 +100,14 @@ def test_unreachable_mongodb_fails_fast_with_masked_password() -> None:
     assert mask_uri(uri) == "mongodb://alice:***@127.0.0.1:9/alflow"
 
 
-def test_missing_store_read_only(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="no alflow store"):
-        connect(str(tmp_path / "none.bson"), writable=False)
+def test_old_one_file_store_is_refused_with_the_import_command(tmp_path: Path) -> None:
+    old = tmp_path / "alflow-store.bson"
+    old.write_bytes(b"\x00" * 16)
+    with pytest.raises(StoreError, match=r"alflow server import .*alflow-store.bson"):
+        connect(str(old))
 
 
-def test_training_frames_exclude_holdout_failed_and_changed_physics(tmp_path: Path) -> None:
-    conn, store = open_store(str(tmp_path / "s.bson"))
+def test_training_frames_exclude_holdout_failed_and_changed_physics(store: Any, tmp_path: Path) -> None:
     frames, keys = [], []
     for i in range(5):
         atoms = bulk("Cu", cubic=True)
@@ -140,4 +125,3 @@ def test_training_frames_exclude_holdout_failed_and_changed_physics(tmp_path: Pa
         store.add_label(key, doc)
     training = {a.info["key"] for a in store.labeled_frames("c", "p")}
     assert training == {keys[0], keys[1]}
-    conn.embedded.close()

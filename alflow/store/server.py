@@ -195,7 +195,9 @@ def _free_port() -> int:
 
 
 def _port_taken(port: int) -> bool:
+    """True if something listens on ``port`` (connections in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((_HOST, port))
         except OSError:
@@ -215,8 +217,6 @@ def _data_kind(data_dir: Path) -> str | None:
 
 
 def _check_data_dir(store_dir: Path, kind: str) -> None:
-    if store_dir.exists() and not store_dir.is_dir():
-        raise StoreError(f"store {store_dir} is a file, not a store directory")
     found = _data_kind(store_dir / _DATA)
     if found is None or found == kind:
         return
@@ -309,7 +309,12 @@ def _recorded_port(store_dir: Path) -> int:
         port = int(json.loads((store_dir / _RECORD).read_text())["port"])
     except (OSError, ValueError, KeyError):
         return 0
-    return 0 if _port_taken(port) else port
+    deadline = time.monotonic() + 5.0  # a killed server's threads may still hold it a moment
+    while _port_taken(port):
+        if time.monotonic() > deadline:
+            return 0
+        time.sleep(0.05)
+    return port
 
 
 def _port_error(port: int) -> StoreError:
@@ -380,6 +385,8 @@ def ensure_server(
         server that does not answer; one line naming the cause.
     """
     store_dir = Path(store_dir).resolve()
+    if store_dir.exists() and not store_dir.is_dir():
+        raise StoreError(f"store {store_dir} is a file, not a store directory")
     with _locked(store_dir):
         server = read_record(store_dir)
         if server is not None and _kind_of(program) != server.kind:

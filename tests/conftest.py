@@ -61,3 +61,23 @@ def store(server_settings: Any) -> Any:
 
     _, data = open_store(server_settings.store, db_name=server_settings.store_name)
     return data
+
+
+@pytest.fixture
+def new_store(mongo_uri: str) -> Iterator[Any]:
+    """A factory of Stores, each on a fresh database of the test server (all dropped after)."""
+    from alflow.store import open_store
+
+    names: list[str] = []
+
+    def make() -> Any:
+        names.append(f"alflow_{uuid.uuid4().hex[:10]}")
+        return open_store(mongo_uri, db_name=names[-1])[1]
+
+    yield make
+    import pymongo
+
+    client: pymongo.MongoClient = pymongo.MongoClient(mongo_uri)
+    for name in names:
+        client.drop_database(name)
+    client.close()

@@ -1,4 +1,4 @@
-"""select_for_labeling + collect_iteration on an embedded store with synthetic documents.
+"""select_for_labeling + collect_iteration on the test server with synthetic documents.
 
 Frames carry the documents the explore step writes (``uncertainty`` and
 ``committee`` from :class:`alflow.committee.FakeCommittee`); labels come from
@@ -19,13 +19,14 @@ from alflow.steps.collect import collect_iteration
 from alflow.steps.context import StepContext
 from alflow.steps.label import label_structure
 from alflow.steps.select import AUDIT_REASON, select_for_labeling
-from alflow.store import open_store
 from alflow.structures import structure_key
 
 CAMPAIGN = "sel"
 
 
-def make_ctx(tmp_path, selection: dict[str, Any] | None = None, loop: dict[str, Any] | None = None):
+def make_ctx(
+    store, tmp_path, selection: dict[str, Any] | None = None, loop: dict[str, Any] | None = None
+):
     config = CampaignConfig.model_validate(
         {
             "name": CAMPAIGN,
@@ -34,11 +35,8 @@ def make_ctx(tmp_path, selection: dict[str, Any] | None = None, loop: dict[str, 
             "loop": {"max_iterations": 5, "max_dft_labels": 100, **(loop or {})},
         }
     )
-    connection, store = open_store(str(tmp_path / "store.bson"))
     store.register_campaign(config)
-    return StepContext(
-        store=store, config=config, settings=Settings(), workdir=tmp_path
-    ), connection
+    return StepContext(store=store, config=config, settings=Settings(), workdir=tmp_path), None
 
 
 def add_frames(ctx, iteration: int, n: int, stdev_A: float, noise_eV_A: float, seed: int = 0):
@@ -79,8 +77,8 @@ def label_all(ctx, iteration: int, keys):
         label_structure(ctx, iteration, key)
 
 
-def test_empty_candidate_set_ends_the_iteration_cleanly(tmp_path):
-    ctx, _connection = make_ctx(tmp_path)
+def test_empty_candidate_set_ends_the_iteration_cleanly(tmp_path, new_store):
+    ctx, _connection = make_ctx(new_store(), tmp_path)
     result = select_for_labeling(ctx, 0)
     assert result["selected"] == [] and result["audit"] == []
     decision = collect_iteration(ctx, 0)
@@ -97,9 +95,11 @@ def test_empty_candidate_set_ends_the_iteration_cleanly(tmp_path):
     assert doc["calibration_check"]["n"] == 0
 
 
-def test_all_accurate_converges_without_labels(tmp_path):
+def test_all_accurate_converges_without_labels(tmp_path, new_store):
     ctx, _connection = make_ctx(
-        tmp_path, selection={"trust_lo_eV_A": 5.0, "trust_hi_eV_A": 10.0, "audit_per_iteration": 0}
+        new_store(),
+        tmp_path,
+        selection={"trust_lo_eV_A": 5.0, "trust_hi_eV_A": 10.0, "audit_per_iteration": 0},
     )
     add_frames(ctx, 0, 4, stdev_A=0.02, noise_eV_A=0.01)
     result = select_for_labeling(ctx, 0, committee=FakeCommittee(3))
@@ -110,8 +110,9 @@ def test_all_accurate_converges_without_labels(tmp_path):
     assert ctx.store.campaign(CAMPAIGN)["status"] == "converged"
 
 
-def test_select_label_collect_with_audit_and_calibration_check(tmp_path):
+def test_select_label_collect_with_audit_and_calibration_check(tmp_path, new_store):
     ctx, _connection = make_ctx(
+        new_store(),
         tmp_path,
         selection={"trust_lo_eV_A": 0.08, "max_per_iteration": 6, "audit_per_iteration": 2},
     )
@@ -140,8 +141,9 @@ def test_select_label_collect_with_audit_and_calibration_check(tmp_path):
     assert doc["trust_lo_eV_A"] == 0.08 and doc["trust_source"] == "fixed"
 
 
-def test_window_calibrates_once_enough_labels_exist(tmp_path):
+def test_window_calibrates_once_enough_labels_exist(tmp_path, new_store):
     ctx, _connection = make_ctx(
+        new_store(),
         tmp_path,
         selection={
             "trust_lo_eV_A": 0.02,
@@ -171,8 +173,8 @@ def test_window_calibrates_once_enough_labels_exist(tmp_path):
     assert doc["selection"]["thresholds"]["lo"] == thresholds["lo"]
 
 
-def test_pending_frames_now_accurate_are_dropped(tmp_path):
-    ctx, _connection = make_ctx(tmp_path, selection={"audit_per_iteration": 0})
+def test_pending_frames_now_accurate_are_dropped(tmp_path, new_store):
+    ctx, _connection = make_ctx(new_store(), tmp_path, selection={"audit_per_iteration": 0})
     keys = add_frames(ctx, 0, 3, stdev_A=0.05, noise_eV_A=0.05)
     ctx.store.set_status(CAMPAIGN, keys[:2], "selected")
     add_frames(ctx, 1, 2, stdev_A=0.05, noise_eV_A=0.05, seed=5)
@@ -189,8 +191,9 @@ def test_pending_frames_now_accurate_are_dropped(tmp_path):
     assert pending == {"pending": 2, "rescored": 2, "dropped": 2}
 
 
-def test_convergence_pools_the_last_iterations(tmp_path):
+def test_convergence_pools_the_last_iterations(tmp_path, new_store):
     ctx, _connection = make_ctx(
+        new_store(),
         tmp_path,
         selection={"trust_lo_eV_A": 5.0, "trust_hi_eV_A": 10.0, "audit_per_iteration": 0},
         loop={"converged_window_iterations": 2},
@@ -205,10 +208,12 @@ def test_convergence_pools_the_last_iterations(tmp_path):
     assert second.rule == "converged" and "last 2 iterations" in second.reason
 
 
-def test_budget_and_iteration_limit_rules(tmp_path):
-    ctx, _connection = make_ctx(tmp_path, loop={"max_dft_labels": 1, "max_iterations": 5})
+def test_budget_and_iteration_limit_rules(tmp_path, new_store):
+    ctx, _connection = make_ctx(
+        new_store(), tmp_path, loop={"max_dft_labels": 1, "max_iterations": 5}
+    )
     keys = add_frames(ctx, 0, 2, stdev_A=0.1, noise_eV_A=0.05)
     label_all(ctx, 0, keys[:1])
     assert collect_iteration(ctx, 0).rule == "dft_budget"
-    ctx, _connection = make_ctx(tmp_path / "b", loop={"max_iterations": 1})
+    ctx, _connection = make_ctx(new_store(), tmp_path / "b", loop={"max_iterations": 1})
     assert collect_iteration(ctx, 0).rule == "iteration_limit"

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from ase.build import bulk
 
 from alflow.config import CampaignConfig
 from alflow.steps.label import record_label_outcome
-from alflow.store import open_store
 from alflow.structures import structure_key
 
 HASH = "p" * 16
 
 
 @pytest.fixture
-def store(tmp_path: Path):
+def store(new_store):
     config = CampaignConfig.model_validate(
         {
             "name": "offline-record",
             "initial": {"structures": [{"kind": "bulk", "symbol": "Cu", "a_A": 3.61}]},
         }
     )
-    _, store = open_store(str(tmp_path / "store.bson"))
+    store = new_store()
     store.register_campaign(config)
     atoms = bulk("Cu", "fcc", a=3.61)
     key = structure_key(atoms)

@@ -131,7 +131,7 @@ def test_data_directory_of_another_server_is_refused(tmp_path: Path) -> None:
     data.mkdir(parents=True)
     (data / "storage.bson").write_bytes(b"\0")  # what a mongod data directory holds
     (data / "WiredTiger").write_text("WiredTiger\n")
-    with pytest.raises(StoreError, match="is a mongod data directory.*ALFLOW_LOCAL_SERVER=mongod"):
+    with pytest.raises(StoreError, match=r"is a mongod data directory.*ALFLOW_LOCAL_SERVER=mongod"):
         ensure_server(tmp_path / "s")
     (tmp_path / "f").write_text("x")
     with pytest.raises(StoreError, match="is a file"):
@@ -165,7 +165,9 @@ def test_old_store_imports_once_and_is_refused_until_then(tmp_path: Path) -> Non
     connection = connect(str(tmp_path / "alflow-store"))
     assert connection.client.alflow.labels.count_documents({}) == 3
     assert connection.client.fireworks.workflows.count_documents({}) == 1
-    twice = _alflow("server", "import", str(old), "--store", "alflow-store", cwd=tmp_path, check=False)
+    twice = _alflow(
+        "server", "import", str(old), "--store", "alflow-store", cwd=tmp_path, check=False
+    )
     assert twice.returncode == 2 and "imported already" in twice.stderr
     assert connection.client.alflow.labels.count_documents({}) == 3
     connection.client.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,11 +12,9 @@ from alflow.errors import ExplorationError
 from alflow.settings import Settings
 from alflow.steps.context import StepContext
 from alflow.steps.explore import explore_walker
-from alflow.store import open_store
 
 
-def test_walker_needs_two_trained_members(tmp_path: Path) -> None:
-    connection, store = open_store(str(tmp_path / "s.bson"))
+def test_walker_needs_two_trained_members(tmp_path: Path, store: Any) -> None:
     config = CampaignConfig.model_validate(
         {"name": "c", "initial": {"structures": [{"kind": "bulk", "symbol": "Cu"}]}}
     )
@@ -27,4 +26,3 @@ def test_walker_needs_two_trained_members(tmp_path: Path) -> None:
     ctx = StepContext(store=store, config=config, settings=Settings(), workdir=tmp_path)
     with pytest.raises(ExplorationError, match="1 trained committee members, at least 2"):
         explore_walker(ctx, 0, 0)
-    connection.embedded.close()

@@ -1,8 +1,9 @@
 """`alflow webgui`: FireWorks' GUI and the alflow pages in headless Chromium.
 
-A writer holds the embedded store open (as `alflow run` would) while the GUI
-runs in a subprocess: the GUI must show the campaign's workflows and figures,
-pick up what the writer saves, and never write the store itself.
+A writer holds the store open on the test server (as `alflow run` would)
+while the GUI runs in a subprocess: the GUI must show the campaign's
+workflows and figures, pick up what the writer writes, and never write the
+store itself.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report import CAMPAIGN, CONFIG, PNG_MAGIC, build_store
+from test_report import (
+    CAMPAIGN,
+    CONFIG,
+    PNG_MAGIC,
+    build_store,
+    demo_databases,
+    dump_databases,
+    env_for,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REPO = Path(__file__).resolve().parents[1]
@@ -69,37 +78,49 @@ def fetch(url: str) -> tuple[int, str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def gui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The store with its writer still open, and `alflow webgui` serving it."""
+def gui(tmp_path_factory: pytest.TempPathFactory, mongo_uri: str) -> Iterator[dict[str, Any]]:
+    """The demo campaign with its writer still open, and `alflow webgui` serving it."""
     work = tmp_path_factory.mktemp("webgui")
-    store = work / "store.bson"
-    writer = build_store(store, close=False)  # holds the lock, like a running `alflow run`
-    process = subprocess.Popen(
-        _alflow("webgui", "--store", str(store), "--port", "0", "--refresh-s", "1"),
-        cwd=work,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    url = None
-    deadline = time.monotonic() + 60
-    while url is None and time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        match = re.search(r"FireWorks GUI at (http://\S+/)", line)
-        url = match.group(1) if match else None
-    if url is None:
-        process.kill()
-        pytest.fail(f"webgui did not start: {process.communicate(timeout=10)}")
-    try:
-        yield {"url": url, "store": store, "writer": writer, "work": work, "process": process}
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        writer.close()
+    with demo_databases(mongo_uri) as settings:
+        from alflow.store import open_store
+        from alflow.workflow.launchpad import open_launchpad
+
+        # the writer's own connection, open for the whole module (a running `alflow run`)
+        connection, writer = open_store(settings.store, db_name=settings.store_name)
+        launchpad = open_launchpad(connection, settings.launchpad_name)
+        process = subprocess.Popen(
+            _alflow("webgui", "--store", settings.store, "--port", "0", "--refresh-s", "1"),
+            cwd=work,
+            env={**_env(), **env_for(settings)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            match = re.search(r"FireWorks GUI at (http://\S+/)", line)
+            url = match.group(1) if match else None
+        if url is None:
+            process.kill()
+            pytest.fail(f"webgui did not start: {process.communicate(timeout=10)}")
+        try:
+            yield {
+                "url": url,
+                "settings": settings,
+                "writer": writer,
+                "launchpad": launchpad,
+                "work": work,
+                "process": process,
+            }
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+            connection.client.close()
 
 
 @pytest.mark.browser
@@ -147,34 +168,33 @@ def test_alflow_page_shows_figures_and_iterations(gui: dict[str, Any]) -> None:
 
 @pytest.mark.browser
 def test_gui_never_writes_the_store(gui: dict[str, Any]) -> None:
-    store: Path = gui["store"]
-    before = (store.read_bytes(), store.stat().st_mtime_ns)
+    settings = gui["settings"]
+    names = (settings.store_name, settings.launchpad_name)
+    before = dump_databases(settings.store, names)
     base = gui["url"]
     browse(base, gui["work"] / "chrome-nowrite-1")
     browse(base + f"alflow/{CAMPAIGN}/", gui["work"] / "chrome-nowrite-2")
     for path in ("wf/1", "fw/5", "wf/metadata/campaign/demo/", "report/", "fw/READY/"):
         assert fetch(base + path)[0] == 200, path
-    assert (store.read_bytes(), store.stat().st_mtime_ns) == before
-    assert not list(store.parent.glob(f".{store.name}.*.tmp")), "no temporary save files"
+    for path in ("alflow/", f"alflow/{CAMPAIGN}/version", f"alflow/{CAMPAIGN}/parity.png"):
+        assert fetch(base + path)[0] == 200, path
+    after = dump_databases(settings.store, names)
+    assert sorted(after) == sorted(before), "no collection created"
+    assert after == before, "no document or index written"
 
 
 @pytest.mark.browser
-def test_gui_shows_what_the_writer_saves(gui: dict[str, Any]) -> None:
-    from alflow.store import Connection, Store
+def test_gui_shows_what_the_writer_writes(gui: dict[str, Any]) -> None:
     from alflow.workflow.builder import iteration_workflow
-    from alflow.workflow.launchpad import open_launchpad
 
     base = gui["url"]
     version_url = base + f"alflow/{CAMPAIGN}/version"
     old_version = fetch(version_url)[2]
-    writer = gui["writer"]
-    connection = Connection(client=writer.client, store=str(gui["store"]), embedded=writer)
-    launchpad = open_launchpad(connection)
-    launchpad.add_wf(iteration_workflow(CONFIG, 1))
-    Store(writer.client["alflow"]).put_iteration(
-        CAMPAIGN, 2, {"iteration": 2, "errors": {"force_rmse_eV_A": 0.02}}
-    )
-    writer.save()
+    gui["launchpad"].add_wf(iteration_workflow(CONFIG, 1))
+    gui["writer"].put_iteration(CAMPAIGN, 2, {"iteration": 2, "errors": {"force_rmse_eV_A": 0.02}})
+    deadline = time.monotonic() + 10  # versions are reused for up to a second
+    while fetch(version_url)[2] == old_version and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert fetch(version_url)[2] != old_version, "the page's version changes: it reloads"
     home = browse(base, gui["work"] / "chrome-live-1")
     assert "demo iteration 1" in home and "demo iteration 0" in home
@@ -186,7 +206,7 @@ def test_gui_shows_what_the_writer_saves(gui: dict[str, Any]) -> None:
 
 def test_refuses_other_hosts_without_credentials(tmp_path: Path) -> None:
     result = subprocess.run(
-        _alflow("webgui", "--store", str(tmp_path / "none.bson"), "--host", "0.0.0.0"),
+        _alflow("webgui", "--store", str(tmp_path / "none"), "--host", "0.0.0.0"),
         capture_output=True,
         text=True,
         timeout=60,
@@ -211,15 +231,34 @@ def test_bind_rules() -> None:
         check_bind("127.0.0.1", "user", None)
 
 
-def test_basic_auth_covers_every_page(tmp_path: Path) -> None:
+def test_webgui_refuses_a_missing_store(tmp_path: Path) -> None:
+    result = subprocess.run(
+        _alflow("webgui", "--store", str(tmp_path / "none"), "--port", "0"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2 and "no alflow store" in result.stderr
+    assert not (tmp_path / "none").exists(), "a reader never creates a store"
+
+
+def _live(settings: Any) -> Any:
+    from alflow.monitor.live import LiveStore
+
+    return LiveStore(
+        settings.store, store_name=settings.store_name, launchpad_name=settings.launchpad_name
+    )
+
+
+def test_basic_auth_covers_every_page(server_settings: Any) -> None:
     import base64
 
-    from alflow.monitor.live import LiveStore
     from alflow.monitor.webgui import create_app
 
-    store = tmp_path / "store.bson"
-    build_store(store)
-    app = create_app(LiveStore(str(store)), username="ana", password="s3cret")
+    build_store(server_settings)
+    app = create_app(_live(server_settings), username="ana", password="s3cret")
     client = app.test_client()
     pages = ["/", "/alflow/", f"/alflow/{CAMPAIGN}/", f"/alflow/{CAMPAIGN}/parity.png", "/wf/1"]
     pages.append("/reports/fireworks/days/2/fig.png")  # FireWorks leaves this one open
@@ -234,49 +273,67 @@ def test_basic_auth_covers_every_page(tmp_path: Path) -> None:
     app.config["WEBGUI_USERNAME"] = app.config["WEBGUI_PASSWORD"] = None
 
 
-def test_live_server_fingerprint_changes_with_the_campaign(tmp_path: Path) -> None:
-    """On a real server (no file to stat) the page version is a fingerprint of the state."""
-    from alflow.monitor.live import Snapshot
-    from alflow.monitor.pages import campaign_version
-    from alflow.store import Connection, Store
-    from alflow.workflow.launchpad import open_launchpad
+def test_fingerprint_changes_with_the_campaign(server_settings: Any) -> None:
+    """The page version is a fingerprint of the state read on the server."""
+    from fireworks import FWorker
 
-    server = build_store(tmp_path / "store.bson")
-    connection = Connection(client=server.client, store=str(server.path), embedded=server)
-    store = Store(server.client["alflow"])
-    snapshot = Snapshot(open_launchpad(connection), store, "live")
-    first = campaign_version(snapshot, CAMPAIGN)
-    assert campaign_version(snapshot, CAMPAIGN) == first
+    from alflow.monitor.pages import VersionCache, campaign_version
+
+    store, launchpad = build_store(server_settings)
+    view = _live(server_settings).current()
+    first = campaign_version(view, CAMPAIGN)
+    assert campaign_version(view, CAMPAIGN) == first
     store.put_iteration(CAMPAIGN, 2, {"iteration": 2})
-    assert campaign_version(snapshot, CAMPAIGN) != first
+    second = campaign_version(view, CAMPAIGN)
+    assert second != first, "a new iteration document"
+    fw_id = launchpad.fireworks.find_one({"state": "READY"}, {"fw_id": 1})["fw_id"]
+    launchpad.checkout_fw(FWorker(name="test"), ".", fw_id=fw_id)
+    third = campaign_version(view, CAMPAIGN)
+    assert third != second, "a Firework changed state"
+    store.add_label("frame-0", {"parameters_hash": "q", "ok": False, "campaign": CAMPAIGN})
+    assert campaign_version(view, CAMPAIGN) != third, "a new DFT label"
+
+    cache = VersionCache(max_age_s=60.0)
+    cached = cache.get(view, CAMPAIGN)
+    store.set_campaign_status(CAMPAIGN, "running")
+    assert cache.get(view, CAMPAIGN) == cached, "reused within max_age_s"
+    assert VersionCache(max_age_s=0.0).get(view, CAMPAIGN) != cached
 
 
-@pytest.mark.mongodb
-def test_webgui_on_a_mongodb_uri() -> None:
-    uri = os.environ.get("ALFLOW_TEST_MONGODB_URI")
-    if not uri:
-        pytest.skip("set ALFLOW_TEST_MONGODB_URI to a MongoDB server to run this test")
+def test_webgui_on_a_mongodb_uri(server_settings: Any) -> None:
     from test_report import fill_store
 
-    from alflow.monitor.live import LiveStore
     from alflow.monitor.webgui import create_app
-    from alflow.store import connect
-    from alflow.store.store import Store
+    from alflow.store import open_store
     from alflow.workflow.builder import iteration_workflow
     from alflow.workflow.launchpad import open_launchpad
 
-    suffix = f"{os.getpid()}"
-    store_name, lp_name = f"alflow_test_gui_{suffix}", f"fireworks_test_gui_{suffix}"
-    connection = connect(uri)
+    connection, store = open_store(server_settings.store, db_name=server_settings.store_name)
+    fill_store(store)
+    open_launchpad(connection, server_settings.launchpad_name).add_wf(iteration_workflow(CONFIG, 0))
+    client = create_app(_live(server_settings)).test_client()
+    assert b"demo iteration 0" in client.get("/").data
+    page = client.get(f"/alflow/{CAMPAIGN}/").data
+    assert b"demo iteration 0" in page
+    assert client.get(f"/alflow/{CAMPAIGN}/parity.png").data.startswith(PNG_MAGIC)
+    assert client.get("/alflow/nope/").status_code == 404
+
+
+def test_gui_on_an_empty_store_creates_nothing(server_settings: Any, mongo_uri: str) -> None:
+    """A reader neither initialises the LaunchPad nor creates alflow's indexes."""
+    import pymongo
+
+    from alflow.monitor.webgui import create_app
+
+    client = create_app(_live(server_settings)).test_client()
+    assert client.get("/").status_code == 200
+    page = client.get("/alflow/")
+    assert page.status_code == 200 and b"No campaigns in this store yet" in page.data
+    assert client.get(f"/alflow/{CAMPAIGN}/").status_code == 404
+    server: Any = pymongo.MongoClient(mongo_uri)
     try:
-        fill_store(Store(connection.client[store_name]))
-        open_launchpad(connection, lp_name).add_wf(iteration_workflow(CONFIG, 0))
-        live = LiveStore(uri, store_name=store_name, launchpad_name=lp_name)
-        client = create_app(live).test_client()
-        assert b"demo iteration 0" in client.get("/").data
-        page = client.get(f"/alflow/{CAMPAIGN}/").data
-        assert b"demo iteration 0" in page
-        assert client.get(f"/alflow/{CAMPAIGN}/parity.png").data.startswith(PNG_MAGIC)
+        names = set(server.list_database_names())
+        assert server_settings.store_name not in names
+        assert server_settings.launchpad_name not in names
     finally:
-        connection.client.drop_database(store_name)
-        connection.client.drop_database(lp_name)
+        server.close()

@@ -1,12 +1,18 @@
-"""alflow.query: filters, both engines, round trips through exports, and ``alflow db``."""
+"""alflow.query: filters on the server, round trips through exports, and ``alflow db``.
+
+The fixture campaign lives in fresh databases of the test server (see
+conftest.py); the CLI reads them through ``--store <uri>`` and
+``ALFLOW_STORE_NAME``.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +76,8 @@ def _add(store: Any, campaign: str, atoms: Any, iteration: int, status: str, **k
     return key
 
 
-@pytest.fixture(scope="module")
-def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("query") / "store.bson"
-    conn, store = open_store(str(path))
+def fill(store: Any) -> None:
+    """The fixture campaigns: 'cu' (9 structures, 8 labels, one failed) and 'alcu' (one seed)."""
     for i in range(3):
         atoms = bulk("Cu", cubic=True)
         atoms.rattle(0.05, seed=i)
@@ -92,14 +96,32 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     alcu[0].symbol = "Al"
     alcu.rattle(0.05, seed=5)
     _add(store, "alcu", alcu, 0, "seed")
-    conn.save()
-    conn.embedded.close()
-    return path
 
 
-@pytest.fixture(scope="module", params=["snapshot", "mongo"])
-def db(request: pytest.FixtureRequest, store_path: Path) -> Any:
-    return open_database(str(store_path), engine=request.param)
+@pytest.fixture(scope="module")
+def data(mongo_uri: str) -> Iterator[dict[str, str]]:
+    """The fixture campaigns in a fresh database of the test server: its store and name."""
+    import pymongo
+
+    name = f"alflow_query_{uuid.uuid4().hex[:10]}"
+    _, store = open_store(mongo_uri, db_name=name)
+    fill(store)
+    yield {"store": mongo_uri, "store_name": name}
+    client: Any = pymongo.MongoClient(mongo_uri)
+    client.drop_database(name)
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def db(data: dict[str, str]) -> Any:
+    return open_database(data["store"], db_name=data["store_name"])
+
+
+@pytest.fixture()
+def cli_store(data: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``--store <uri>`` for ``alflow db``, with the fixture's database name in the environment."""
+    monkeypatch.setenv("ALFLOW_STORE_NAME", data["store_name"])
+    return ["--store", data["store"]]
 
 
 def keys(rows: Any) -> set[str]:
@@ -133,7 +155,7 @@ def keys(rows: Any) -> set[str]:
         ({"status": "labeled", "limit": 0}, 4),
     ],
 )
-def test_each_filter_on_both_engines(db: Any, filters: dict[str, Any], expected: int) -> None:
+def test_each_filter(db: Any, filters: dict[str, Any], expected: int) -> None:
     rows = list(db.find(**filters))
     assert len(rows) == expected
     if "limit" not in filters:
@@ -147,14 +169,20 @@ def test_each_filter_on_both_engines(db: Any, filters: dict[str, Any], expected:
             assert row["max_force_dev_eV_A"] <= filters["max_uncertainty_eV_A"]
 
 
-def test_engines_agree(store_path: Path) -> None:
-    snapshot = open_database(str(store_path))
-    assert snapshot.engine.name == "snapshot"
-    plain = open_database(str(store_path), engine="mongo")
+def test_energy_query_matches_a_scan_in_python(db: Any) -> None:
+    """The server-side join (structures → labels, energy / n_atoms) against a plain scan."""
+    expected = {}
+    for doc in db.store.structures.find({"campaign": "cu", "label_id": {"$ne": None}}):
+        label = db.store.labels.find_one({"_id": doc["label_id"]})
+        energy = label["energy_eV"] / doc["n_atoms"]
+        if label["ok"] and 0.0 <= energy <= 0.2:
+            expected[doc["key"]] = energy
+    assert 0 < len(expected) < 8, "the range keeps some labeled structures, not all"
     query = StructureQuery(campaign="cu", min_energy_eV_per_atom=0.0, max_energy_eV_per_atom=0.2)
-    assert list(snapshot.find(query)) == list(plain.find(query))
-    assert snapshot.stats("cu") == plain.stats("cu")
-    assert snapshot.campaigns() == plain.campaigns()
+    rows = list(db.find(query))
+    assert {r["key"]: r["energy_per_atom_eV"] for r in rows} == pytest.approx(expected)
+    assert db.count(query) == len(expected)
+    assert {a.info["key"] for a in db.atoms(query)} == set(expected)
 
 
 @pytest.mark.parametrize(
@@ -206,7 +234,7 @@ def test_filters_use_indexed_fields_only() -> None:
 
 
 # ---------------------------------------------------------------------- round trips
-def test_atoms_carry_labels_and_info(db: Any, store_path: Path) -> None:
+def test_atoms_carry_labels_and_info(db: Any) -> None:
     frames = list(db.atoms(campaign="cu", status="labeled"))
     assert len(frames) == 4
     for atoms in frames:
@@ -340,11 +368,11 @@ def test_stats_counts_and_core_hours(db: Any) -> None:
 
 
 # ---------------------------------------------------------------------- CLI
-def test_cli_find_table_and_json(store_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["db", "find", "--store", str(store_path), "--status", "labeled"]) == 0
+def test_cli_find_table_and_json(cli_store: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "find", *cli_store, "--status", "labeled"]) == 0
     out = capsys.readouterr().out
     assert "KEY" in out and out.count(" labeled ") == 4 and "(4 structures)" in out
-    argv = ["db", "find", "--store", str(store_path), "--formula", "Cu", "--json"]
+    argv = ["db", "find", *cli_store, "--formula", "Cu", "--json"]
     assert main([*argv, "--energy-range=0.1:", "--max-uncertainty", "0.35"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 3
@@ -352,9 +380,9 @@ def test_cli_find_table_and_json(store_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_cli_campaigns_show_stats_export(
-    store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_store: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = ["--store", str(store_path)]
+    store = cli_store
     assert main(["db", "campaigns", *store]) == 0
     out = capsys.readouterr().out
     assert "alcu" in out and "cu" in out
@@ -389,16 +417,28 @@ def test_cli_campaigns_show_stats_export(
     ],
 )
 def test_cli_errors_one_line_exit_2(
-    store_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+    cli_store: list[str], capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    assert main([*argv, "--store", str(store_path)]) == 2
+    assert main([*argv, *cli_store]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("alflow: error:") and message in err and "\n" not in err
 
 
-def test_missing_store_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["db", "stats", "--store", str(tmp_path / "none.bson")]) == 2
+def test_missing_store_is_an_error_not_a_new_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    absent = tmp_path / "none"
+    assert main(["db", "stats", "--store", str(absent)]) == 2
     assert "no alflow store" in capsys.readouterr().err
+    assert not absent.exists(), "a reader never creates a store directory"
+    (tmp_path / "empty").mkdir()
+    assert main(["db", "stats", "--store", str(tmp_path / "empty")]) == 2
+    assert "no alflow store" in capsys.readouterr().err
+    assert list((tmp_path / "empty").iterdir()) == []
+    old = tmp_path / "alflow-store.bson"
+    old.write_bytes(b"alflow-embedded-store")
+    assert main(["db", "find", "--store", str(old)]) == 2
+    assert "alflow server import" in capsys.readouterr().err
 
 
 def test_unreachable_uri_is_quick_and_masked(
@@ -414,44 +454,45 @@ def test_unreachable_uri_is_quick_and_masked(
     assert "secret" not in captured.err + captured.out + caplog.text
 
 
-def test_read_only_open_leaves_a_running_campaign_alone(store_path: Path, tmp_path: Path) -> None:
-    """A writer holds the lock; queries still work and see the last saved state."""
-    copy = tmp_path / "live.bson"
-    copy.write_bytes(store_path.read_bytes())
-    conn, store = open_store(str(copy))
-    try:
-        atoms = bulk("Cu", cubic=True)
-        atoms.rattle(0.4, seed=7)
-        _add(store, "cu", atoms, 2, "candidate", uncertainty_eV_A=0.3, label=None)
-        assert open_database(str(copy)).count(campaign="cu") == 9  # not saved yet
-        conn.save()
-        assert open_database(str(copy)).count(campaign="cu") == 10
-    finally:
-        conn.embedded.close()
-
-
-@pytest.mark.mongodb
-@pytest.mark.skipif(
-    not os.environ.get("ALFLOW_TEST_MONGODB_URI"), reason="ALFLOW_TEST_MONGODB_URI not set"
-)
-def test_real_mongodb_queries(store_path: Path) -> None:
-    """The same filters on a real server (copies the fixture store into a scratch database)."""
+def test_readers_see_writes_at_once_and_write_nothing(
+    store: Any, server_settings: Any, mongo_uri: str
+) -> None:
+    """A writer goes on writing while a reader is open: the reader sees each write, saves nothing."""
     import pymongo
 
-    uri = os.environ["ALFLOW_TEST_MONGODB_URI"]
-    name = f"alflow_query_test_{os.getpid()}"
-    source = open_database(str(store_path))
-    client: Any = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
-    try:
-        for collection in ("campaigns", "structures", "labels", "iterations"):
-            docs = list(source.store.db[collection].find())
-            if docs:
-                client[name][collection].insert_many(docs)
-        db = open_database(uri, db_name=name, writable=True)
-        assert db.count(campaign="cu", status="labeled") == 4
-        assert len(list(db.find(min_energy_eV_per_atom=0.1))) == 4
-        assert db.stats("cu")["per_status"] == source.stats("cu")["per_status"]
-        plan = client[name]["structures"].find({"formula": "Cu8"}).explain()
-        assert "IXSCAN" in json.dumps(plan, default=str)
-    finally:
-        client.drop_database(name)
+    fill(store)
+    reader = open_database(mongo_uri, db_name=server_settings.store_name)
+    assert reader.count(campaign="cu") == 9
+    atoms = bulk("Cu", cubic=True)
+    atoms.rattle(0.4, seed=7)
+    _add(store, "cu", atoms, 2, "candidate", uncertainty_eV_A=0.3, label=None)
+    assert reader.count(campaign="cu") == 10  # no save, no reload
+    assert reader.stats("cu")["per_iteration"] == {0: 3, 1: 6, 2: 1}
+
+    client: Any = pymongo.MongoClient(mongo_uri)
+    fresh = client[f"{server_settings.store_name}_empty"]
+    fresh["structures"].insert_one({"key": "ab", "campaign": "x"})  # a bare collection
+    before = sorted(fresh["structures"].index_information())
+    empty = open_database(mongo_uri, db_name=fresh.name)
+    assert empty.stats()["n_structures"] == 1 and empty.campaigns()[0]["name"] == "x"
+    assert list(empty.find(campaign="x", min_energy_eV_per_atom=0.0)) == []
+    assert sorted(fresh["structures"].index_information()) == before, "readers create no index"
+    assert fresh.list_collection_names() == ["structures"], "readers create no collection"
+    client.drop_database(fresh.name)
+    client.close()
+
+
+def test_queries_run_on_the_servers_indexes(db: Any, data: dict[str, str]) -> None:
+    """The same filters pushed down to the server, and its planner uses the indexes."""
+    assert db.count(campaign="cu", status="labeled") == 4
+    assert len(list(db.find(min_energy_eV_per_atom=0.1))) == 4
+    assert db.stats("cu")["per_status"] == {"candidate": 1, "failed": 1, "labeled": 4, "seed": 3}
+    structures = db.store.structures
+    for flt in (
+        {"formula": "Cu8"},
+        {"campaign": "cu", "reduced_formula": "Cu"},
+        {"key": {"$gte": "ab", "$lt": "abg"}},  # what 'db show PREFIX' sends
+        StructureQuery(campaign="cu", iteration=1, status="labeled").mongo_filter(),
+    ):
+        plan = structures.find(flt).explain()
+        assert "IXSCAN" in json.dumps(plan, default=str), flt

@@ -1,14 +1,20 @@
 """`alflow report`: the data behind each figure, the PNGs and the summary.
 
-:func:`build_store` writes a small embedded store with the real document
-shapes (campaign, structures, labels, iterations) and a real LaunchPad with
-alflow's iteration workflows; the web GUI tests reuse it.
+:func:`build_store` writes a small campaign with the real document shapes
+(campaign, structures, labels, iterations) and a real LaunchPad with alflow's
+iteration workflows into databases of the test server; the web GUI tests
+reuse it, and :func:`dump_databases` proves that readers write nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -168,53 +174,102 @@ def complete_fireworks(launchpad: Any, fw_ids: list[int]) -> None:
         launchpad.complete_launch(launch_id, action=FWAction(), state="COMPLETED")
 
 
-def build_store(path: Path, *, close: bool = True) -> Any:
-    """Write the synthetic store file; return the writable EmbeddedServer (closed if asked).
+def build_store(settings: Any) -> tuple[Any, Any]:
+    """Write the synthetic campaign into ``settings``' databases; return (Store, LaunchPad).
 
     The LaunchPad holds iteration 0 of the campaign with its seed labels and
-    references COMPLETED (so the members' training is READY).
+    references COMPLETED (so the members' training is READY). Both stay open,
+    as a running ``alflow run`` holds them.
     """
-    from alflow.store import Connection, Store
-    from alflow.store.embedded import EmbeddedServer
+    from alflow.store import open_store
     from alflow.workflow.builder import iteration_workflow
     from alflow.workflow.launchpad import open_launchpad
 
-    server = EmbeddedServer(path, writable=True)
-    connection = Connection(client=server.client, store=str(path), embedded=server)
-    seeds = fill_store(Store(server.client["alflow"]))
-    launchpad = open_launchpad(connection)
+    connection, store = open_store(settings.store, db_name=settings.store_name, settings=settings)
+    seeds = fill_store(store)
+    launchpad = open_launchpad(connection, settings.launchpad_name)
     launchpad.add_wf(iteration_workflow(CONFIG, 0, seed_keys=seeds))
     ready = [
         fw["fw_id"]
         for fw in launchpad.fireworks.find({"spec.step": {"$in": ["label", "references"]}})
     ]
     complete_fireworks(launchpad, ready)
-    server.save()
-    if close:
-        server.close()
-    return server
+    return store, launchpad
+
+
+def dump_databases(uri: str, names: Any) -> dict[str, Any]:
+    """Every collection of the named databases: documents and indexes (to prove nothing wrote)."""
+    import pymongo
+
+    client: Any = pymongo.MongoClient(uri)
+    try:
+        out: dict[str, Any] = {}
+        for name in sorted(names):
+            db = client[name]
+            for collection in sorted(db.list_collection_names()):
+                out[f"{name}.{collection}"] = (
+                    list(db[collection].find().sort("_id", 1)),
+                    sorted(db[collection].index_information()),
+                )
+        return out
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def demo_databases(mongo_uri: str) -> Iterator[Any]:
+    """Settings on fresh databases of the test server holding the demo campaign (dropped after)."""
+    import pymongo
+
+    from alflow.settings import Settings
+
+    tag = uuid.uuid4().hex[:10]
+    settings = Settings(store=mongo_uri, store_name=f"alflow_{tag}", launchpad_name=f"fw_{tag}")
+    try:
+        build_store(settings)
+        yield settings
+    finally:
+        client: Any = pymongo.MongoClient(mongo_uri)
+        client.drop_database(settings.store_name)
+        client.drop_database(settings.launchpad_name)
+        client.close()
+
+
+def env_for(settings: Any) -> dict[str, str]:
+    """The environment that points ``alflow`` subprocesses at ``settings``' databases."""
+    return {
+        **os.environ,
+        "ALFLOW_STORE": settings.store,
+        "ALFLOW_STORE_NAME": settings.store_name,
+        "ALFLOW_LAUNCHPAD_NAME": settings.launchpad_name,
+    }
 
 
 @pytest.fixture(scope="module")
-def store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("report") / "store.bson"
-    build_store(path)
-    return path
+def demo_settings(mongo_uri: str) -> Iterator[Any]:
+    """The demo campaign on the test server, shared by this module's read-only tests."""
+    with demo_databases(mongo_uri) as settings:
+        yield settings
 
 
-@pytest.fixture()
-def store(store_file: Path) -> Any:
-    from alflow.store import Store
-    from alflow.store.embedded import EmbeddedServer
+@pytest.fixture(scope="module")
+def demo(demo_settings: Any) -> Any:
+    """A reader's Store on the demo campaign (no indexes created)."""
+    from alflow.store import open_store
 
-    server = EmbeddedServer(store_file, writable=False)
-    return Store(server.client["alflow"])
+    _, store = open_store(
+        demo_settings.store,
+        db_name=demo_settings.store_name,
+        create_indexes=False,
+        settings=demo_settings,
+    )
+    return store
 
 
-def test_learning_curve_data(store: Any) -> None:
+def test_learning_curve_data(demo: Any) -> None:
     from alflow.report.summary import learning_curve
 
-    curve = learning_curve(store, CAMPAIGN)
+    curve = learning_curve(demo, CAMPAIGN)
     assert curve.iteration.tolist() == [0, 1]
     assert curve.labels_total.tolist() == [5, 6]
     assert curve.force_rmse_eV_A.tolist() == [0.1, 0.05]
@@ -223,23 +278,21 @@ def test_learning_curve_data(store: Any) -> None:
     assert not curve.has_holdout and curve.holdout_force_rmse_eV_A is None
 
 
-def test_learning_curve_with_holdout(store_file: Path, tmp_path: Path) -> None:
+def test_learning_curve_with_holdout(store: Any) -> None:
     from alflow.report.summary import HOLDOUT_KEY, learning_curve
-    from alflow.store import Store
-    from alflow.store.embedded import EmbeddedServer
 
-    server = EmbeddedServer(store_file, writable=False)
-    data = Store(server.client["alflow"])
-    data.put_iteration(CAMPAIGN, 1, {HOLDOUT_KEY: {"force_rmse_eV_A": 0.07}})
-    curve = learning_curve(data, CAMPAIGN)
+    fill_store(store)
+    assert not learning_curve(store, CAMPAIGN).has_holdout
+    store.put_iteration(CAMPAIGN, 1, {HOLDOUT_KEY: {"force_rmse_eV_A": 0.07}})
+    curve = learning_curve(store, CAMPAIGN)
     assert curve.has_holdout
     assert np.isnan(curve.holdout_force_rmse_eV_A[0]) and curve.holdout_force_rmse_eV_A[1] == 0.07
 
 
-def test_uncertainty_data(store: Any) -> None:
+def test_uncertainty_data(demo: Any) -> None:
     from alflow.report.summary import uncertainty_data
 
-    data = uncertainty_data(store, CAMPAIGN)
+    data = uncertainty_data(demo, CAMPAIGN)
     assert sorted(data.max_force_dev_eV_A) == [0, 1]
     expected = {it: sorted(d for i, d, *_ in FRAMES if i == it) for it in (0, 1)}
     for it in (0, 1):
@@ -247,10 +300,10 @@ def test_uncertainty_data(store: Any) -> None:
         assert data.trust_window_eV_A[it] == (0.05, 0.4)
 
 
-def test_parity_data(store: Any) -> None:
+def test_parity_data(demo: Any) -> None:
     from alflow.report.summary import parity_data
 
-    data = parity_data(store, CAMPAIGN)
+    data = parity_data(demo, CAMPAIGN)
     labeled = [(i, f) for i, f in enumerate(FRAMES) if f[2] == "labeled"]
     assert data.n_frames == len(labeled) == 3
     assert len(data.dft_eV_A) == 3 * N_ATOMS * 3
@@ -262,22 +315,22 @@ def test_parity_data(store: Any) -> None:
     assert data.rmse_eV_A == pytest.approx(np.sqrt(np.mean(offsets**2)))
 
 
-def test_label_outcomes_and_core_hours(store: Any) -> None:
+def test_label_outcomes_and_core_hours(demo: Any) -> None:
     from alflow.report.summary import core_hours, iteration_rows, label_outcomes
 
-    outcomes = label_outcomes(store, CAMPAIGN)
+    outcomes = label_outcomes(demo, CAMPAIGN)
     assert outcomes == {
         0: {"labeled": 4, "failed": 1, "rejected": 1},  # 2 seeds + 2 walker frames
         1: {"labeled": 1, "failed": 0, "rejected": 0},
     }
-    cost = core_hours(store, CAMPAIGN)
+    cost = core_hours(demo, CAMPAIGN)
     assert cost.iteration.tolist() == [0, 1]
     hours_0 = (2 * SEED_WALL_S + 3600 + 1800 + 900) * CORES / 3600
     hours_1 = 7200 * CORES / 3600
     assert cost.core_hours.tolist() == pytest.approx([hours_0, hours_1])
     assert cost.cumulative_core_hours.tolist() == pytest.approx([hours_0, hours_0 + hours_1])
     assert cost.n_calculations.tolist() == [5, 1]
-    rows = iteration_rows(store, CAMPAIGN)
+    rows = iteration_rows(demo, CAMPAIGN)
     assert [r["state"] for r in rows] == ["running", "stopped"]
     assert rows[0]["core_hours"] == pytest.approx(hours_0)
 
@@ -293,7 +346,7 @@ def test_label_cost_counts_retries() -> None:
     assert label_cost({"ok": False, "attempts": [{"wall_s": 5.0}]}) == (5.0, None)
 
 
-def test_figures_are_pngs_with_the_data(store: Any) -> None:
+def test_figures_are_pngs_with_the_data(demo: Any) -> None:
     from alflow.report.plots import (
         FIGURES,
         plot_learning_curve,
@@ -304,55 +357,47 @@ def test_figures_are_pngs_with_the_data(store: Any) -> None:
     from alflow.report.summary import learning_curve, parity_data, uncertainty_data
 
     for name in FIGURES:
-        png = render_figure(store, CAMPAIGN, name)
+        png = render_figure(demo, CAMPAIGN, name)
         assert png.startswith(PNG_MAGIC) and len(png) > 5000, name
     # The artists carry the extracted numbers.
-    fig = plot_learning_curve(learning_curve(store, CAMPAIGN))
+    fig = plot_learning_curve(learning_curve(demo, CAMPAIGN))
     line = fig.axes[0].lines[0]
     assert line.get_xdata().tolist() == [0, 1] and line.get_ydata().tolist() == [0.1, 0.05]
     assert fig.axes[1].lines[0].get_xdata().tolist() == [5, 6]
     assert "no held-out set" in fig.axes[1].get_legend().get_title().get_text()
-    fig = plot_uncertainty(uncertainty_data(store, CAMPAIGN))
+    fig = plot_uncertainty(uncertainty_data(demo, CAMPAIGN))
     spans = [p for p in fig.axes[0].patches if "trust window" in (p.get_label() or "")]
     assert spans, "the trust window is drawn"
     x0, x1 = spans[0].get_x(), spans[0].get_x() + spans[0].get_width()
     assert (x0, x1) == pytest.approx((0.05, 0.4))
-    fig = plot_parity(parity_data(store, CAMPAIGN))
+    fig = plot_parity(parity_data(demo, CAMPAIGN))
     points = np.concatenate([c.get_offsets() for c in fig.axes[0].collections])
     assert len(points) == 3 * N_ATOMS * 3
 
 
-def test_empty_campaign_draws_placeholders(tmp_path: Path) -> None:
+def test_empty_campaign_draws_placeholders(store: Any) -> None:
     from alflow.report.plots import FIGURES, render_figure
-    from alflow.store import Store
-    from alflow.store.embedded import EmbeddedServer
 
-    server = EmbeddedServer(tmp_path / "empty.bson", writable=True)
-    data = Store(server.client["alflow"])
-    data.register_campaign(CONFIG)
+    store.register_campaign(CONFIG)
     for name in FIGURES:
-        assert render_figure(data, CAMPAIGN, name).startswith(PNG_MAGIC)
-    server.close()
+        assert render_figure(store, CAMPAIGN, name).startswith(PNG_MAGIC)
 
 
-def test_alflow_report_cli(store_file: Path, tmp_path: Path) -> None:
-    before = store_file.read_bytes()
-    out = tmp_path / "report"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "alflow.cli",
-            "report",
-            "--store",
-            str(store_file),
-            "--out",
-            str(out),
-        ],
+def _report(settings: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alflow.cli", "report", "--store", settings.store, *args],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env_for(settings),
     )
+
+
+def test_alflow_report_cli(demo_settings: Any, tmp_path: Path) -> None:
+    names = (demo_settings.store_name, demo_settings.launchpad_name)
+    before = dump_databases(demo_settings.store, names)
+    out = tmp_path / "report"
+    result = _report(demo_settings, "--out", str(out))
     assert result.returncode == 0, result.stderr
     pngs = sorted(out.glob("*.png"))
     assert [p.name for p in pngs] == sorted(
@@ -366,23 +411,77 @@ def test_alflow_report_cli(store_file: Path, tmp_path: Path) -> None:
     assert "none in this store" in summary
     for png in pngs:
         assert f"]({png.name})" in summary
-    assert store_file.read_bytes() == before, "report must not write the store"
+    assert dump_databases(demo_settings.store, names) == before, "report must not write the store"
 
-    missing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "alflow.cli",
-            "report",
-            "--store",
-            str(store_file),
-            "--campaign",
-            "nope",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    missing = _report(demo_settings, "--campaign", "nope", "--out", str(out))
     assert missing.returncode == 2 and "no campaign 'nope'" in missing.stderr
+
+
+def test_report_refuses_a_missing_store_directory(tmp_path: Path) -> None:
+    from alflow.settings import Settings
+
+    absent = tmp_path / "no-store"
+    result = _report(Settings(store=str(absent)), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "no alflow store" in result.stderr
+    assert not absent.exists(), "a reader never creates a store"
+
+
+def test_readers_in_other_processes_while_a_campaign_writes(tmp_path: Path) -> None:
+    """A store directory held open by a writer: status, db and report read it meanwhile.
+
+    The readers find the writer's local server (no second server, no lock),
+    see every write at once, and leave the server running for the writer.
+    """
+    from alflow.settings import Settings
+    from alflow.store import open_store
+    from alflow.store.server import read_record, stop_server
+
+    store_dir = tmp_path / "alflow-store"
+    settings = Settings(store=str(store_dir))
+    try:
+        connection, writer = open_store(str(store_dir), settings=settings)
+        fill_store(writer)
+        server = read_record(store_dir)
+        assert server is not None
+
+        def alflow(*args: str) -> str:
+            run = subprocess.run(
+                [sys.executable, "-m", "alflow.cli", *args, "--store", str(store_dir)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env_for(settings),
+            )
+            assert run.returncode == 0, run.stderr[-2000:]
+            return run.stdout
+
+        status = json.loads(alflow("status", "--campaign", CAMPAIGN, "--json"))
+        assert [it["iteration"] for it in status["iterations"]] == [0, 1]
+        stats = json.loads(alflow("db", "stats", "--campaign", CAMPAIGN, "--json"))
+        assert stats["n_structures"] == 2 + len(FRAMES)
+        assert f"campaign '{CAMPAIGN}'" in alflow("report", "--out", str(tmp_path / "r1"))
+        assert "| 2 |" not in (tmp_path / "r1" / f"{CAMPAIGN}-summary.md").read_text()
+
+        # the campaign goes on writing while nobody saves anything
+        writer.put_iteration(CAMPAIGN, 2, {"iteration": 2, "explored": 4})
+        writer.add_structures(
+            CAMPAIGN,
+            [_atoms(0.3)],
+            ["frame-new"],
+            iteration=2,
+            status="explored",
+            origins=[{"kind": "walker", "iteration": 2}],
+        )
+        status = json.loads(alflow("status", "--campaign", CAMPAIGN, "--json"))
+        assert [it["iteration"] for it in status["iterations"]] == [0, 1, 2]
+        stats = json.loads(alflow("db", "stats", "--campaign", CAMPAIGN, "--json"))
+        assert stats["n_structures"] == 3 + len(FRAMES) and stats["per_iteration"]["2"] == 1
+        alflow("report", "--out", str(tmp_path / "r2"))
+        assert "| 2 |" in (tmp_path / "r2" / f"{CAMPAIGN}-summary.md").read_text()
+
+        assert read_record(store_dir) == server, "the readers used the writer's server"
+        writer.set_campaign_status(CAMPAIGN, "running")
+        assert writer.campaign(CAMPAIGN)["status"] == "running", "the writer still writes"
+        connection.client.close()
+    finally:
+        stop_server(store_dir)

@@ -12,7 +12,8 @@ __all__ = ["register"]
 log = logging.getLogger(__name__)
 
 _STORE_HELP = (
-    "store: a file (embedded, default alflow-store.bson) or mongodb:// URI; env ALFLOW_STORE"
+    "store: a store directory (default alflow-store; its local server is started or found) "
+    "or a mongodb:// URI; env ALFLOW_STORE"
 )
 
 
@@ -29,14 +30,16 @@ def _cmd_webgui(args: argparse.Namespace) -> int:
     check_bind(args.host, args.username, args.password)
     settings = _settings(args)
     live = LiveStore(
-        settings.store, store_name=settings.store_name, launchpad_name=settings.launchpad_name
+        settings.store,
+        store_name=settings.store_name,
+        launchpad_name=settings.launchpad_name,
+        settings=settings,
     )
     app = create_app(live, username=args.username, password=args.password, refresh_s=args.refresh_s)
     server = make_server(app, args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{server.server_port}/"
-    mode = "read-only snapshot, reloaded when the file changes" if live.embedded else "live"
-    print(f"alflow webgui: {live.display} ({mode})", flush=True)
+    print(f"alflow webgui: {live.display} (live, read-only)", flush=True)
     print(f"alflow webgui: FireWorks GUI at {url}  alflow pages at {url}alflow/", flush=True)
     try:
         server.serve_forever()
@@ -48,11 +51,13 @@ def _cmd_webgui(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from alflow.query.api import connect_reader
     from alflow.report.summary import write_report
-    from alflow.store import open_store
+    from alflow.store import Store
 
     settings = _settings(args)
-    _, store = open_store(settings.store, db_name=settings.store_name, writable=False)
+    connection = connect_reader(settings.store, settings=settings)
+    store = Store(connection.client[settings.store_name])  # read only: no indexes created
     names = [args.campaign] if args.campaign else store.campaign_names()
     if not names:
         print("no campaigns in this store")
@@ -70,8 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="FireWorks web GUI for the store, with alflow's figures at /alflow (read-only)",
         description=(
             "Serve FireWorks' web GUI for the store's LaunchPad, plus alflow pages with each "
-            "campaign's figures and iterations. An embedded store is read, never written, and "
-            "reloaded when 'alflow run' saves it."
+            "campaign's figures and iterations. It reads the store's server while 'alflow run' "
+            "writes to it, and never writes anything."
         ),
     )
     webgui.add_argument("--store", help=_STORE_HELP)

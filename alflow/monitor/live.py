@@ -1,33 +1,30 @@
 """A read-only, live view of a store for monitors (the web GUI).
 
-For the embedded store the view is a read-only snapshot of the state file,
-reloaded when the file changes (its inode, size or mtime: the writer replaces
-the file atomically after every Firework). It never takes the writer's lock
-and never saves, so a monitor cannot revert a running campaign. For a
-``mongodb://`` URI the view is a live connection (FireWorks' URI-mode
-LaunchPad) and nothing is reloaded.
+The view is a plain connection to the store's server (a store directory's
+local server, started or found running, or a ``mongodb://`` URI): the
+LaunchPad is FireWorks' own URI-mode ``LaunchPad`` on it and alflow's data a
+:class:`~alflow.store.Store` on the same server. Every request reads the
+current state while ``alflow run`` writes (the server serves both); nothing
+is reloaded, and nothing is written: no indexes, no LaunchPad
+initialisation.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from alflow.errors import StoreError
-from alflow.store import Connection, Store, connect, is_mongodb_uri, mask_uri
+from alflow.store import Connection, Store
 
-__all__ = ["LiveStore", "Snapshot"]
+__all__ = ["LiveStore", "View"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """One consistent view: the LaunchPad and the alflow store on one client.
+class View:
+    """The LaunchPad and the alflow store on one server.
 
     Attributes
     ----------
@@ -35,96 +32,68 @@ class Snapshot:
         A ``fireworks.LaunchPad`` (read it, never write through it).
     store
         The alflow data store.
-    version
-        Identifies the state: changes whenever the embedded file changes
-        (``"live"`` for a real server, whose state changes all the time).
     """
 
     launchpad: Any
     store: Store
-    version: str
-
-
-def _file_version(path: Path) -> str:
-    stat = os.stat(path)
-    return f"{stat.st_ino:x}-{stat.st_size:x}-{stat.st_mtime_ns:x}"
 
 
 class LiveStore:
-    """The current snapshot of a store, reloaded when the embedded file changes.
+    """A live, read-only connection to a store's LaunchPad and alflow database.
 
     Parameters
     ----------
     store
-        A file path (embedded store) or a ``mongodb://`` URI.
+        A store directory or a ``mongodb://`` URI.
     store_name
         alflow's database name.
     launchpad_name
         The LaunchPad's database name.
+    settings
+        Local server program and port (default: from the environment).
+    timeout_s
+        How long to wait for the server.
+
+    Raises
+    ------
+    StoreError
+        No store at that path, or an unreachable server.
     """
 
     def __init__(
-        self, store: str, *, store_name: str = "alflow", launchpad_name: str = "fireworks"
+        self,
+        store: str,
+        *,
+        store_name: str = "alflow",
+        launchpad_name: str = "fireworks",
+        settings: Any | None = None,
+        timeout_s: float = 10.0,
     ) -> None:
+        from fireworks import LaunchPad
+
+        from alflow.query.api import connect_reader
+
         self.store = store
         self.store_name = store_name
         self.launchpad_name = launchpad_name
-        self.embedded = not is_mongodb_uri(store)
-        self.path = Path(store).resolve() if self.embedded else None
-        self._lock = threading.Lock()
-        self.reloads = 0
-        self._snapshot: Snapshot = self._open()
+        self.connection: Connection = connect_reader(store, timeout_s=timeout_s, settings=settings)
+        # FireWorks' LaunchPad constructor only connects; a reader never initialises one
+        launchpad = LaunchPad(
+            host=self.connection.uri, name=launchpad_name, uri_mode=True, strm_lvl="WARNING"
+        )
+        self._view = View(launchpad, Store(self.connection.client[store_name]))
+        log.debug("live view of %s", self.connection.display)
 
     @property
     def display(self) -> str:
         """The store for messages (any password masked)."""
-        return str(self.path) if self.path is not None else mask_uri(self.store)
+        return self.connection.display
 
-    def _open(self) -> Snapshot:
-        if self.path is None:
-            from fireworks import LaunchPad
+    def current(self) -> View:
+        """The view (always the server's current state)."""
+        return self._view
 
-            connection = connect(self.store, writable=False)
-            launchpad = LaunchPad(
-                host=self.store, name=self.launchpad_name, uri_mode=True, strm_lvl="WARNING"
-            )
-            return Snapshot(launchpad, Store(connection.client[self.store_name]), "live")
-        from alflow.store.embedded import EmbeddedServer
-        from alflow.workflow.launchpad import open_launchpad
-
-        if not self.path.exists():
-            raise StoreError(
-                f"no alflow store at {self.path} (run a campaign first, or pass --store)"
-            )
-        version = _file_version(self.path)
-        # A private read-only server (not the process-wide cache): a fresh snapshot each time.
-        server = EmbeddedServer(self.path, writable=False)
-        connection = Connection(client=server.client, store=str(self.path), embedded=server)
-        launchpad = open_launchpad(connection, self.launchpad_name)
-        self.reloads += 1
-        log.debug("loaded snapshot %s of %s", version, self.path)
-        return Snapshot(launchpad, Store(server.client[self.store_name]), version)
-
-    def current(self) -> Snapshot:
-        """The latest snapshot (reloading the embedded file if it changed since).
-
-        A file that cannot be read right now keeps the previous snapshot.
-        """
-        snapshot = self._snapshot
-        if self.path is None:
-            return snapshot
-        try:
-            version = _file_version(self.path)
-        except OSError as exc:
-            log.warning("cannot stat %s (%s); showing the previous state", self.path, exc)
-            return snapshot
-        if version == snapshot.version:
-            return snapshot
-        with self._lock:
-            if self._snapshot.version == version:
-                return self._snapshot  # another thread reloaded meanwhile
-            try:
-                self._snapshot = self._open()
-            except StoreError as exc:
-                log.warning("%s; showing the previous state", exc)
-            return self._snapshot
+    def close(self) -> None:
+        """Close both clients."""
+        self._view.launchpad.connection.close()
+        self.connection.client.close()

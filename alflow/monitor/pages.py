@@ -1,8 +1,9 @@
 """The alflow pages of the web GUI: a campaign's figures, iterations and workflows.
 
 A Flask blueprint mounted at ``/alflow`` on FireWorks' own web app. Pages
-extend FireWorks' ``base.html`` and reload themselves when the store changes
-(a small script polls ``/alflow/<campaign>/version``).
+extend FireWorks' ``base.html`` and reload themselves when the campaign's
+state changes (a small script polls ``/alflow/<campaign>/version``, a cheap
+fingerprint of the state computed on the server, see :func:`campaign_version`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections import Counter, OrderedDict
 from typing import Any
 
 from alflow.errors import StoreError
 
-__all__ = ["FigureCache", "blueprint", "campaign_version", "campaign_workflows"]
+__all__ = ["FigureCache", "VersionCache", "blueprint", "campaign_version", "campaign_workflows"]
 
 log = logging.getLogger(__name__)
 
@@ -154,28 +156,65 @@ def campaign_workflows(launchpad: Any, campaign: str) -> list[dict[str, Any]]:
     return out
 
 
-def campaign_version(snapshot: Any, campaign: str) -> str:
+def campaign_version(view: Any, campaign: str) -> str:
     """A string that changes when the campaign's state changes.
 
-    The embedded snapshot's file version; on a live server a fingerprint of
-    counts and update times (cheap, indexed queries).
+    A fingerprint of cheap server-side reads: the campaign document's status
+    and update time, the number of its iteration documents and of its DFT
+    labels (indexed), and its workflows' update times and Firework states
+    (one workflow per iteration). Structures are not counted (a count reads
+    every matching index entry: seconds at 100,000 structures); what the
+    steps write into them shows when their Firework changes state, as the
+    Firework ends.
     """
-    if snapshot.version != "live":
-        return str(snapshot.version)
-    store, launchpad = snapshot.store, snapshot.launchpad
+    store, launchpad = view.store, view.launchpad
     doc = store.campaigns.find_one({"name": campaign}, {"updated": 1, "status": 1}) or {}
-    latest = launchpad.fireworks.find_one(
-        {"spec.campaign": campaign}, {"updated_on": 1}, sort=[("updated_on", -1)]
-    )
+    workflows = [
+        (
+            wf.get("name"),
+            wf.get("state"),
+            wf.get("updated_on"),
+            sorted(wf.get("fw_states", {}).items()),
+        )
+        for wf in launchpad.workflows.find(
+            {"metadata.campaign": campaign},
+            {"name": 1, "state": 1, "updated_on": 1, "fw_states": 1},
+        ).sort("metadata.iteration", 1)
+    ]
     parts = [
         doc.get("status"),
         doc.get("updated"),
         store.iterations.count_documents({"campaign": campaign}),
-        store.structures.count_documents({"campaign": campaign}),
         store.labels.count_documents({"campaign": campaign}),
-        (latest or {}).get("updated_on"),
+        workflows,
     ]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+class VersionCache:
+    """:func:`campaign_version` of each campaign, reused for ``max_age_s`` seconds.
+
+    A page load asks for the version once for the page and once per figure,
+    and every open page polls it: within ``max_age_s`` they share one
+    computation.
+    """
+
+    def __init__(self, max_age_s: float = 1.0) -> None:
+        self.max_age_s = max_age_s
+        self._items: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, view: Any, campaign: str) -> str:
+        """The campaign's version, computed at most once per ``max_age_s``."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._items.get(campaign)
+        if cached is not None and now - cached[0] < self.max_age_s:
+            return cached[1]
+        version = campaign_version(view, campaign)
+        with self._lock:
+            self._items[campaign] = (now, version)
+        return version
 
 
 def _dash(value: Any, spec: str = "{}") -> str:
@@ -183,7 +222,7 @@ def _dash(value: Any, spec: str = "{}") -> str:
 
 
 def blueprint() -> Any:
-    """A new Flask blueprint with the alflow pages (reads ``flask.g.alflow_snapshot``)."""
+    """A new Flask blueprint with the alflow pages (reads ``flask.g.alflow_view``)."""
     from flask import (
         Blueprint,
         Response,
@@ -203,16 +242,15 @@ def blueprint() -> Any:
     def state() -> Any:
         return current_app.extensions["alflow"]
 
-    def snapshot_for(name: str) -> Any:
-        snapshot = g.alflow_snapshot
-        if snapshot.store.campaigns.find_one({"name": name}, {"_id": 1}) is None:
+    def view_for(name: str) -> Any:
+        view = g.alflow_view
+        if view.store.campaigns.find_one({"name": name}, {"_id": 1}) is None:
             abort(404, description=f"no campaign '{name}' in this store")
-        return snapshot
+        return view
 
     @pages.route("/")
     def index() -> str:
-        snapshot = g.alflow_snapshot
-        store = snapshot.store
+        store = g.alflow_view.store
         campaigns = [
             {
                 "name": name,
@@ -226,10 +264,10 @@ def blueprint() -> Any:
 
     @pages.route("/<name>/")
     def campaign(name: str) -> str:
-        snapshot = snapshot_for(name)
-        store = snapshot.store
+        view = view_for(name)
+        store = view.store
         doc = store.campaign(name)
-        version = campaign_version(snapshot, name)
+        version = state().versions.get(view, name)
         cost = core_hours(store, name)
         curve = learning_curve(store, name)
         figures = [
@@ -254,7 +292,7 @@ def blueprint() -> Any:
                 else "no held-out set: errors are on newly labeled frames"
             ),
             rows=iteration_rows(store, name),
-            workflows=campaign_workflows(snapshot.launchpad, name),
+            workflows=campaign_workflows(view.launchpad, name),
             figures=figures,
             version=version,
             refresh_s=state().refresh_s,
@@ -263,20 +301,20 @@ def blueprint() -> Any:
 
     @pages.route("/<name>/version")
     def version(name: str) -> Any:
-        snapshot = snapshot_for(name)
-        return jsonify({"version": campaign_version(snapshot, name)})
+        view = view_for(name)
+        return jsonify({"version": state().versions.get(view, name)})
 
     @pages.route("/<name>/<figure>.png")
     def figure(name: str, figure: str) -> Any:
         if figure not in FIGURES:
             abort(404, description=f"no figure '{figure}'")
-        snapshot = snapshot_for(name)
-        key = (name, figure, campaign_version(snapshot, name))
+        view = view_for(name)
+        key = (name, figure, state().versions.get(view, name))
         cache: FigureCache = state().figures
         png = cache.get(key)
         if png is None:
             try:
-                png = render_figure(snapshot.store, name, figure)
+                png = render_figure(view.store, name, figure)
             except StoreError as exc:
                 abort(404, description=str(exc))
             cache.put(key, png)

@@ -2,9 +2,9 @@
 
 ``alflow webgui`` serves FireWorks' own Flask app (``fireworks.flask_site``)
 on the store's LaunchPad, plus the pages of :mod:`alflow.monitor.pages` at
-``/alflow``. An embedded store is opened read-only and reloaded when its file
-changes (see :class:`alflow.monitor.live.LiveStore`), so the GUI shows a
-running campaign live and never writes anything back.
+``/alflow``. Both read the store's server directly (see
+:class:`alflow.monitor.live.LiveStore`) while ``alflow run`` writes to it, so
+the GUI shows a running campaign live; it never writes anything.
 
 It listens on 127.0.0.1 by default; any other address requires a username
 and password (HTTP basic auth on every page, FireWorks' and alflow's).
@@ -20,7 +20,7 @@ from typing import Any
 
 from alflow.errors import ConfigError
 from alflow.monitor.live import LiveStore
-from alflow.monitor.pages import FigureCache, blueprint, inject_nav
+from alflow.monitor.pages import FigureCache, VersionCache, blueprint, inject_nav
 
 __all__ = ["GuiState", "check_bind", "create_app", "is_loopback", "make_server"]
 
@@ -41,6 +41,8 @@ class GuiState:
         How often campaign pages poll for changes (seconds).
     figures
         Recently drawn PNGs.
+    versions
+        Each campaign's state fingerprint, shared by requests within a second.
     """
 
     live: LiveStore
@@ -48,6 +50,7 @@ class GuiState:
     password: str | None = None
     refresh_s: int = 5
     figures: FigureCache = field(default_factory=FigureCache)
+    versions: VersionCache = field(default_factory=VersionCache)
 
 
 def is_loopback(host: str) -> bool:
@@ -95,7 +98,7 @@ def _install_hooks(app: Any) -> None:
     from flask import Response, g, request
 
     @app.before_request
-    def _alflow_auth_and_snapshot() -> Any:
+    def _alflow_auth_and_view() -> Any:
         state: GuiState = app.extensions["alflow"]
         if not _authorized(state, request.authorization):
             return Response(
@@ -103,9 +106,9 @@ def _install_hooks(app: Any) -> None:
                 401,
                 {"WWW-Authenticate": 'Basic realm="alflow"'},
             )
-        snapshot = state.live.current()
-        app.lp = snapshot.launchpad  # FireWorks' views read app.lp
-        g.alflow_snapshot = snapshot
+        view = state.live.current()
+        app.lp = view.launchpad  # FireWorks' views read app.lp
+        g.alflow_view = view
         return None
 
     @app.after_request

@@ -13,7 +13,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "Database",
     "StructureQuery",
-    "ensure_query_indexes",
+    "connect_reader",
     "export_atoms",
     "open_database",
     "parse_formula",
@@ -22,13 +22,13 @@ __all__ = [
 
 _WHERE = {
     "Database": "api",
+    "connect_reader": "api",
     "open_database": "api",
     "EXPORT_FORMATS": "export",
     "export_atoms": "export",
     "StructureQuery": "filters",
     "parse_formula": "filters",
     "parse_range": "filters",
-    "ensure_query_indexes": "indexes",
 }
 
 

@@ -6,7 +6,7 @@ Examples
 
     from alflow.query import StructureQuery, open_database
 
-    db = open_database("alflow-store.bson")          # or "mongodb://user:pw@host/"
+    db = open_database("alflow-store")                 # or "mongodb://user:pw@host/"
     q = StructureQuery(campaign="cu-emt", status="labeled", max_uncertainty_eV_A=0.3)
     for atoms in db.atoms(q):                          # lazily, one ase.Atoms at a time
         print(atoms.info["key"], atoms.get_potential_energy(), atoms.get_forces().shape)
@@ -27,14 +27,13 @@ from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from alflow.errors import StoreError
-from alflow.query.engine import ENERGY_FIELD, MongoEngine, SnapshotEngine
+from alflow.query.engine import ENERGY_FIELD, MongoEngine
 from alflow.query.filters import StructureQuery
-from alflow.query.indexes import ensure_query_indexes
-from alflow.store import Store, connect, is_mongodb_uri, mask_uri
+from alflow.store import Store, connect, is_mongodb_uri
 from alflow.store.connection import Connection
 from alflow.structures import atoms_from_doc, labeled_atoms
 
-__all__ = ["Database", "open_database"]
+__all__ = ["Database", "connect_reader", "open_database"]
 
 log = logging.getLogger(__name__)
 
@@ -74,31 +73,62 @@ LABEL_FIELDS = (
 _BATCH = 500
 
 
-def open_database(
-    store: str,
-    *,
-    writable: bool = False,
-    db_name: str = "alflow",
-    timeout_s: float = 5.0,
-    engine: str = "auto",
-) -> Database:
-    """Open the database of a store for queries.
+def connect_reader(
+    store: str, *, timeout_s: float = 10.0, settings: Any | None = None
+) -> Connection:
+    """Connect to an existing store to read it (``alflow db``, ``report``, ``webgui``).
+
+    Like :func:`alflow.store.connect` (a store directory's local server is
+    started, or found running while a campaign uses it), except that a
+    reader never creates a store: a directory without the server's data
+    (``db/``) is an error. Nothing is written, no indexes are created.
 
     Parameters
     ----------
     store
-        A file path (embedded store) or a ``mongodb://`` URI.
-    writable
-        False (default): an embedded file is read as a fresh snapshot without
-        taking its lock, so a running campaign is never disturbed. True: share
-        this process's writable server (and create the extra query indexes).
-    db_name
-        The alflow database name (settings ``store_name``).
+        A store directory or a ``mongodb://`` URI.
     timeout_s
-        How long to wait for a MongoDB server.
-    engine
-        ``auto`` (snapshot index for a read-only embedded store, pymongo
-        otherwise), ``mongo`` or ``snapshot``.
+        How long to wait for the server.
+    settings
+        Local server program and port (default: from the environment).
+
+    Raises
+    ------
+    StoreError
+        No store there, an unreachable server (password masked), or a
+        one-file store of an older alflow (with the import command).
+    """
+    if not is_mongodb_uri(store):
+        path = Path(store).expanduser()
+        if path.suffix != ".bson" and not (path / "db").is_dir():
+            raise StoreError(
+                f"no alflow store at {path.resolve()} (run a campaign first, or pass --store)"
+            )
+    return connect(store, timeout_s=timeout_s, settings=settings)
+
+
+def open_database(
+    store: str | None = None,
+    *,
+    db_name: str | None = None,
+    timeout_s: float = 5.0,
+    settings: Any | None = None,
+) -> Database:
+    """Open the database of a store for queries (read-only: nothing is written).
+
+    Parameters
+    ----------
+    store
+        A store directory (default ``alflow-store``; its local server is
+        started, or found running) or a ``mongodb://`` URI. None: the
+        ``store`` setting (``ALFLOW_STORE``).
+    db_name
+        The alflow database name; None: the ``store_name`` setting
+        (``ALFLOW_STORE_NAME``, default ``alflow``).
+    timeout_s
+        How long to wait for the server.
+    settings
+        :class:`~alflow.settings.Settings` (default: read from the environment).
 
     Returns
     -------
@@ -107,79 +137,17 @@ def open_database(
     Raises
     ------
     StoreError
-        Unreachable server (password masked), missing or unreadable file.
+        No store at that path, or an unreachable server (password masked).
     """
-    if engine not in ("auto", "mongo", "snapshot"):
-        raise StoreError(f"unknown query engine '{engine}' (auto, mongo or snapshot)")
-    if is_mongodb_uri(store) or writable:
-        connection = connect(store, writable=writable, timeout_s=timeout_s)
-    else:
-        connection = _fresh_snapshot(store)
-    db = connection.client[db_name]
-    if writable:
-        ensure_query_indexes(db)
-    snapshot = not writable and not is_mongodb_uri(store)
-    use_snapshot = engine == "snapshot" or (engine == "auto" and snapshot)
-    chosen: MongoEngine | SnapshotEngine = MongoEngine(db)
-    if use_snapshot:
-        try:
-            chosen = SnapshotEngine(db)
-        except AttributeError as exc:  # a mongomock that stores documents differently
-            log.warning("snapshot index unavailable (%s); using plain queries", exc)
-    log.debug("opened %s with the %s engine", mask_uri(store), chosen.name)
-    return Database(connection, Store(db), chosen)
+    if settings is None:
+        from alflow.settings import load_settings
 
-
-def _fresh_snapshot(store: str) -> Connection:
-    """Read an embedded store file into a new, unshared, read-only mongomock server.
-
-    The file is read directly (the format of :mod:`alflow.store.embedded`),
-    without the writer's lock, and every document is inserted *before* the
-    indexes are created: mongomock checks a unique index on each insert by
-    scanning the collection, so inserting into an indexed collection is
-    quadratic (hours for 100,000 structures), while creating the index
-    afterwards takes milliseconds.
-    """
-    import bson
-    import mongomock
-    import mongomock.gridfs
-
-    path = Path(store).resolve()
-    if not path.exists():
-        raise StoreError(f"no alflow store at {path} (run a campaign first, or pass --store)")
-    mongomock.gridfs.enable_gridfs_integration()
-    client: Any = mongomock.MongoClient()
-    indexes: list[dict[str, Any]] = []
-    batch: list[dict[str, Any]] = []
-    where: tuple[str, str] | None = None
-    try:
-        with open(path, "rb") as handle:
-            records = bson.decode_file_iter(handle)
-            header = next(records, None)
-            if header is None or header.get("format") != "alflow-embedded-store":
-                raise StoreError(f"{path} is not an alflow embedded store")
-            for record in records:
-                if "doc" not in record:
-                    indexes.append(record)
-                    continue
-                target = (record["db"], record["coll"])
-                if target != where or len(batch) >= 10_000:
-                    if batch and where is not None:
-                        client[where[0]][where[1]].insert_many(batch)
-                    batch, where = [], target
-                batch.append(record["doc"])
-    except (OSError, bson.errors.BSONError) as exc:
-        raise StoreError(f"cannot read embedded store {path}: {exc}") from None
-    if batch and where is not None:
-        client[where[0]][where[1]].insert_many(batch)
-    for record in indexes:
-        collection = client[record["db"]][record["coll"]]
-        for name, spec in record["indexes"].items():
-            if name != "_id_":
-                options = {k: v for k, v in spec.items() if k in ("unique", "sparse")}
-                collection.create_index([tuple(k) for k in spec["key"]], name=name, **options)
-    log.debug("read-only snapshot of %s loaded", path)
-    return Connection(client=client, store=str(path))
+        settings = load_settings()
+    store = settings.store if store is None else store
+    connection = connect_reader(store, timeout_s=timeout_s, settings=settings)
+    db = connection.client[settings.store_name if db_name is None else db_name]
+    log.debug("opened %s", connection.display)
+    return Database(connection, Store(db), MongoEngine(db))
 
 
 class Database:
@@ -188,7 +156,7 @@ class Database:
     Use :func:`open_database` to make one.
     """
 
-    def __init__(self, connection: Connection, store: Store, engine: MongoEngine | SnapshotEngine):
+    def __init__(self, connection: Connection, store: Store, engine: MongoEngine) -> None:
         self.connection = connection
         self.store = store
         self.engine = engine
@@ -322,7 +290,10 @@ class Database:
             raise StoreError(
                 f"'{key}' is not a structure key (hex digits, e.g. from 'alflow db find')"
             )
-        flt: dict[str, Any] = {"key": text} if len(text) >= 24 else {"key": {"$regex": f"^{text}"}}
+        # a prefix as a key range: an index scan (a regex is a full scan on some servers)
+        flt: dict[str, Any] = (
+            {"key": text} if len(text) >= 24 else {"key": {"$gte": text, "$lt": text + "g"}}
+        )
         if campaign is not None:
             flt["campaign"] = campaign
         docs = list(self.store.structures.find(flt).limit(50))
@@ -343,7 +314,7 @@ class Database:
         """Every campaign with its status and counts of structures per status and of labels."""
         per_status = self.engine.campaign_status_counts()
         names = [d["name"] for d in self.store.campaigns.find({}, {"name": 1}).sort("created", 1)]
-        names += sorted(set(per_status) - set(names))
+        names += sorted(set(per_status) - set(names), key=str)
         out = []
         for name in names:
             doc = self.store.campaigns.find_one({"name": name}, {"config": 0}) or {}
@@ -361,7 +332,7 @@ class Database:
                     "updated": doc.get("updated"),
                     "last_iteration": None if last is None else last.get("iteration"),
                     "n_structures": int(sum(counts.values())),
-                    "per_status": dict(sorted(counts.items())),
+                    "per_status": dict(sorted(counts.items(), key=lambda kv: str(kv[0]))),
                     "labels_ok": int(totals["ok"]),
                     "labels_failed": int(totals["failed"]),
                     "dft_core_hours": totals["core_s"] / 3600.0,
@@ -403,7 +374,7 @@ class Database:
         }
 
     def close(self) -> None:
-        """Close the client (a snapshot is simply dropped)."""
+        """Close the client."""
         self.connection.client.close()
 
 

@@ -20,7 +20,10 @@ from typing import Any
 
 __all__ = ["register"]
 
-_STORE_HELP = "store: a file (embedded) or mongodb:// URI; default from ALFLOW_STORE / settings"
+_STORE_HELP = (
+    "store: a store directory (default alflow-store; its local server is started or found) "
+    "or a mongodb:// URI; env ALFLOW_STORE"
+)
 _DEFAULT_LIMIT = 50
 
 
@@ -29,7 +32,9 @@ def _open(args: argparse.Namespace) -> Any:
     from alflow.settings import load_settings
 
     settings = load_settings(overrides={"store": args.store})
-    return open_database(settings.store, db_name=settings.store_name, timeout_s=args.timeout_s)
+    return open_database(
+        settings.store, db_name=settings.store_name, timeout_s=args.timeout_s, settings=settings
+    )
 
 
 def _query(args: argparse.Namespace, default_limit: int | None) -> Any:
@@ -219,7 +224,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", help=_STORE_HELP)
     parser.add_argument(
-        "--timeout-s", type=float, default=5.0, help="how long to wait for a MongoDB server (s)"
+        "--timeout-s", type=float, default=5.0, help="how long to wait for the server (s)"
     )
 
 

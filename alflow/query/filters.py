@@ -248,9 +248,10 @@ class StructureQuery:
         """The pymongo filter on ``structures`` (everything but the energy range).
 
         Every clause is on an indexed field: ``campaign``/``iteration``/``status``
-        (compound index), ``status``, ``formula``, ``reduced_formula`` (see
-        :func:`alflow.query.indexes.ensure_query_indexes`), ``elements``
-        (multikey) and ``uncertainty.max_force_dev_eV_A``.
+        (compound index), ``status``, ``formula``, ``reduced_formula`` (alone
+        and with ``campaign``), ``elements`` (multikey) and
+        ``uncertainty.max_force_dev_eV_A``: the indexes of
+        :meth:`alflow.store.Store.ensure_indexes`.
         """
         flt: dict[str, Any] = {}
         if self.campaign is not None:

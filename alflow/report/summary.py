@@ -430,14 +430,14 @@ def write_report(store: Store, campaign: str, out_dir: str | Path) -> list[Path]
     out.mkdir(parents=True, exist_ok=True)
     store.campaign(campaign)  # StoreError for an unknown campaign, before writing anything
     written: list[Path] = []
-    embedded: list[tuple[str, str]] = []
+    figures: list[tuple[str, str]] = []
     for name, (title, _) in FIGURES.items():
         path = out / f"{campaign}-{name}.png"
         path.write_bytes(render_figure(store, campaign, name))
         written.append(path)
-        embedded.append((title, path.name))
+        figures.append((title, path.name))
         log.info("wrote %s", path)
     summary = out / f"{campaign}-summary.md"
-    summary.write_text(markdown_summary(store, campaign, embedded), encoding="utf-8")
+    summary.write_text(markdown_summary(store, campaign, figures), encoding="utf-8")
     written.append(summary)
     return written

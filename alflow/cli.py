@@ -99,7 +99,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     config = load_campaign(args.campaign)
     settings = _settings(args)
     prepare_campaign(config)
-    connection, store = open_store(settings.store, db_name=settings.store_name)
+    connection, store = open_store(settings.store, db_name=settings.store_name, settings=settings)
     launchpad = open_launchpad(connection, settings.launchpad_name)
     added = submit_campaign(config, store, launchpad)
     print(
@@ -114,7 +114,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from alflow.store import open_store
 
     settings = _settings(args)
-    _, store = open_store(settings.store, db_name=settings.store_name, create_indexes=False)
+    _, store = open_store(
+        settings.store,
+        db_name=settings.store_name,
+        create_indexes=False,
+        settings=settings,
+        must_exist=True,
+    )
     names = [args.campaign] if args.campaign else store.campaign_names()
     reports = [campaign_status(store, name) for name in names]
     if args.json:
@@ -157,9 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_cmd_status)
 
     from alflow.cluster.commands import register as register_cluster
-    from alflow.store.commands import register as register_server
     from alflow.monitor.commands import register as register_monitor
     from alflow.query.commands import register as register_query
+    from alflow.store.commands import register as register_server
 
     register_query(sub)
     register_monitor(sub)

@@ -1,10 +1,9 @@
 """Results cached in a launch directory, keyed by a fingerprint of their inputs.
 
 A step that finds a result of identical inputs in its directory reuses it.
-This makes a rerun after ``kill -9`` cheap, and lets the embedded runner
-compute the walkers or members of one step side by side in helper processes
-before it launches their Fireworks one by one (see
-:mod:`alflow.workflow.prefetch`). The files are written by alflow itself
+This makes a rerun after ``kill -9`` (or ``lpad detect_lostruns --rerun``)
+cheap: the Firework reruns in the same launch directory and finds its
+result. The files are written by alflow itself
 (pickle) and never exchanged between machines.
 """
 

@@ -35,7 +35,7 @@ def test_bad_campaign_is_a_one_line_error_and_writes_nothing(tmp_path: Path, cas
     text, expected = CASES[case]
     campaign = tmp_path / "campaign.yaml"
     campaign.write_text(textwrap.dedent(text))
-    store = tmp_path / "store.bson"
+    store = tmp_path / "alflow-store"
     result = subprocess.run(
         [sys.executable, "-m", "alflow.cli", "run", str(campaign), "--store", str(store)],
         capture_output=True,
@@ -67,7 +67,7 @@ def test_nan_in_structure_file(tmp_path: Path) -> None:
             "run",
             str(campaign),
             "--store",
-            str(tmp_path / "s.bson"),
+            str(tmp_path / "alflow-store"),
         ],
         capture_output=True,
         text=True,
@@ -75,4 +75,30 @@ def test_nan_in_structure_file(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "non-finite" in result.stderr
-    assert not (tmp_path / "s.bson").exists()
+    assert not (tmp_path / "alflow-store").exists()
+
+
+@pytest.mark.parametrize(
+    ("store", "expected"),
+    [
+        ("mongodb://127.0.0.1:9/", "cannot reach MongoDB at mongodb://127.0.0.1:9/"),
+        ("mongodb://u:pw@[bad", "invalid MongoDB URI"),
+        ("old.bson", "alflow server import"),
+    ],
+)
+def test_store_that_cannot_open_is_a_one_line_error(
+    tmp_path: Path, store: str, expected: str
+) -> None:
+    campaign = tmp_path / "c.yaml"
+    campaign.write_text("name: x\ninitial: {structures: [{kind: bulk, symbol: Cu}]}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "alflow.cli", "run", str(campaign), "--store", store],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("alflow: error:") and expected in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr and "pw" not in result.stderr

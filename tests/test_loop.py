@@ -1,12 +1,14 @@
-"""The whole loop through FireWorks on the embedded store: real MACE, EMT labels.
+"""The whole loop through FireWorks workers on a local server: real MACE, EMT labels.
 
 One campaign run is shared by the tests of this module: it is started with
-``alflow run``, killed with SIGKILL in the middle of iteration 1, and resumed
-with the same command.
+``alflow run`` (a store directory: the run starts its local server), killed
+with SIGKILL in the middle of iteration 1's training (its workers die with
+it, two members are left RUNNING), and resumed with the same command.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -29,43 +31,59 @@ def _alflow(*args: str, cwd: Path) -> list[str]:
     return [sys.executable, "-m", "alflow.cli", *args]
 
 
-def _snapshot(store_path: Path) -> dict[str, Any]:
-    """Labels in the saved store file, read through a read-only embedded server."""
-    from alflow.store.embedded import EmbeddedServer
+def _client(store_dir: Path) -> Any:
+    """A pymongo client of the store directory's local server (started if needed)."""
+    from alflow.store import connect
 
-    server = EmbeddedServer(store_path, writable=False)
-    labels = {
+    return connect(str(store_dir)).client
+
+
+def _snapshot(store_dir: Path) -> dict[str, Any]:
+    """Labels on the server now."""
+    return {
         (d["structure_key"], d["parameters_hash"]): (d["created"], d["energy_eV"])
-        for d in server.client["alflow"]["labels"].find()
+        for d in _client(store_dir)["alflow"]["labels"].find()
     }
-    server.close()
-    return labels
 
 
 @pytest.fixture(scope="module")
 def campaign_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("loop")
     shutil.copy(CAMPAIGN, work / "campaign.yaml")
-    store = work / "store.bson"
+    store = work / "alflow-store"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = _alflow("run", "campaign.yaml", "--store", str(store), cwd=work)
     process = subprocess.Popen(
         command, cwd=work, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
     )
     log_before: list[str] = []
+    readers: dict[str, subprocess.CompletedProcess[str]] = {}
     killed = False
     deadline = time.monotonic() + 900
     assert process.stderr is not None
     for line in process.stderr:
         log_before.append(line)
-        if " it1 label " in line and "COMPLETED" in line:
+        if " it0 md " in line and not readers:  # read from other processes while it runs
+            for name, args in (
+                ("status", ("status", "--json", "--campaign", "quickstart-emt")),
+                ("find", ("db", "find", "--campaign", "quickstart-emt", "--json")),
+            ):
+                readers[name] = subprocess.run(
+                    _alflow(*args, "--store", str(store), cwd=work),
+                    cwd=work,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+        if " it1 train " in line and "COMPLETED" in line:
             process.send_signal(signal.SIGKILL)
             killed = True
             break
         assert time.monotonic() < deadline, "campaign did not reach iteration 1 in time"
     process.wait(timeout=60)
     assert killed, "".join(log_before[-30:])
-    labels_before = _snapshot(store)
+    labels_before = _snapshot(store)  # the server outlived the runner
+    left_running = _client(store)["fireworks"]["fireworks"].count_documents({"state": "RUNNING"})
 
     resumed = subprocess.run(
         command, cwd=work, capture_output=True, text=True, env=env, timeout=1200
@@ -85,37 +103,27 @@ def campaign_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "work": work,
         "store": store,
         "labels_before": labels_before,
+        "left_running": left_running,
+        "readers": readers,
         "labels_after": _snapshot(store),
         "resume_log": resumed.stderr,
         "status": json.loads(status.stdout),
     }
 
 
-def _open(store: Path) -> Any:
-    from alflow.store.embedded import EmbeddedServer
-
-    return EmbeddedServer(store, writable=False)
-
-
 def test_campaign_runs_at_least_three_iterations_all_completed(
     campaign_run: dict[str, Any],
 ) -> None:
-    server = _open(campaign_run["store"])
-    try:
-        workflows = list(
-            server.client["fireworks"]["workflows"].find({"metadata.campaign": "quickstart-emt"})
-        )
-        iterations = sorted(wf["metadata"]["iteration"] for wf in workflows)
-        assert iterations == list(range(len(iterations))) and len(iterations) >= 3
-        assert all(wf["state"] == "COMPLETED" for wf in workflows), [
-            (w["name"], w["state"]) for w in workflows
-        ]
-        assert (
-            server.client["alflow"]["iterations"].count_documents({"campaign": "quickstart-emt"})
-            >= 3
-        )
-    finally:
-        server.close()
+    client = _client(campaign_run["store"])
+    workflows = list(client["fireworks"]["workflows"].find({"metadata.campaign": "quickstart-emt"}))
+    iterations = sorted(wf["metadata"]["iteration"] for wf in workflows)
+    assert iterations == list(range(len(iterations))) and len(iterations) >= 3
+    assert all(wf["state"] == "COMPLETED" for wf in workflows), [
+        (w["name"], w["state"]) for w in workflows
+    ]
+    assert client["alflow"]["iterations"].count_documents({"campaign": "quickstart-emt"}) >= 3
+    not_done = client["fireworks"]["fireworks"].count_documents({"state": {"$ne": "COMPLETED"}})
+    assert not_done == 0
 
 
 def test_no_label_lost_or_computed_twice_across_kill(campaign_run: dict[str, Any]) -> None:
@@ -128,38 +136,51 @@ def test_no_label_lost_or_computed_twice_across_kill(campaign_run: dict[str, Any
 
 
 def test_labeled_frames_carry_provenance(campaign_run: dict[str, Any]) -> None:
-    server = _open(campaign_run["store"])
-    try:
-        db = server.client["alflow"]
-        labeled = list(db["structures"].find({"campaign": "quickstart-emt", "status": "labeled"}))
-        assert labeled
-        for doc in labeled:
-            origin = doc["origin"]
-            for field in ("iteration", "walker", "step", "temperature_K", "model_ids"):
-                assert field in origin, field
-            assert len(origin["model_ids"]) == 3
-            assert doc["uncertainty"]["max_force_dev_eV_A"] > 0
-            label = db["labels"].find_one({"structure_key": doc["key"], "ok": True})
-            assert label is not None and len(label["forces_eV_A"]) == doc["n_atoms"]
-            scratch = campaign_run["work"] / "alflow-scratch" / "quickstart-emt" / "dft"
-            assert Path(label["workdir"]).parent == scratch
-        seeds = db["structures"].count_documents({"campaign": "quickstart-emt", "status": "seed"})
-        assert seeds == 6
-        holdout = db["structures"].count_documents(
-            {"campaign": "quickstart-emt", "status": "holdout"}
-        )
-        assert holdout == 4
-        models = db["models"].count_documents({"campaign": "quickstart-emt", "status": "trained"})
-        assert models >= 9
-    finally:
-        server.close()
+    client = _client(campaign_run["store"])
+    db = client["alflow"]
+    labeled = list(db["structures"].find({"campaign": "quickstart-emt", "status": "labeled"}))
+    assert labeled
+    for doc in labeled:
+        origin = doc["origin"]
+        for field in ("iteration", "walker", "step", "temperature_K", "model_ids"):
+            assert field in origin, field
+        assert len(origin["model_ids"]) == 3
+        assert doc["uncertainty"]["max_force_dev_eV_A"] > 0
+        label = db["labels"].find_one({"structure_key": doc["key"], "ok": True})
+        assert label is not None and len(label["forces_eV_A"]) == doc["n_atoms"]
+        scratch = campaign_run["work"] / "alflow-scratch" / "quickstart-emt" / "dft"
+        assert Path(label["workdir"]).parent == scratch
+    seeds = db["structures"].count_documents({"campaign": "quickstart-emt", "status": "seed"})
+    assert seeds == 6
+    holdout = db["structures"].count_documents({"campaign": "quickstart-emt", "status": "holdout"})
+    assert holdout == 4
+    models = db["models"].count_documents({"campaign": "quickstart-emt", "status": "trained"})
+    assert models >= 9
 
 
-def test_walkers_and_members_computed_side_by_side(campaign_run: dict[str, Any]) -> None:
+def _overlap(launches: list[dict[str, Any]]) -> bool:
+    spans = sorted((launch["time_start"], launch["time_end"]) for launch in launches)
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+
+
+def test_walkers_and_members_run_side_by_side_and_lost_runs_recovered(
+    campaign_run: dict[str, Any],
+) -> None:
     log = campaign_run["resume_log"]
-    assert "Traceback" not in log  # e.g. FireWorks' ping thread racing the embedded server
-    assert "Fireworks side by side" in log
-    assert "(same inputs)" in log
+    assert "Traceback" not in log
+    assert campaign_run["left_running"] >= 1  # the kill left members training
+    assert "lost runs (worker gone) rerun" in log
+    db = _client(campaign_run["store"])["fireworks"]
+    for step in ("train", "explore"):
+        for iteration in (0, 2):
+            fw_ids = [
+                fw["fw_id"]
+                for fw in db["fireworks"].find(
+                    {"spec.step": step, "spec.iteration": iteration}, {"fw_id": 1}
+                )
+            ]
+            launches = list(db["launches"].find({"fw_id": {"$in": fw_ids}, "state": "COMPLETED"}))
+            assert _overlap(launches), (step, iteration)
 
 
 def test_status_json_reports_iterations(campaign_run: dict[str, Any]) -> None:
@@ -181,3 +202,47 @@ def test_status_json_reports_iterations(campaign_run: dict[str, Any]) -> None:
     for iteration in report["iterations"]:
         holdout = iteration["holdout_errors"]
         assert holdout["n_frames"] == 4 and holdout["force_rmse_eV_A"] > 0
+
+
+def test_readers_succeed_while_the_campaign_runs(campaign_run: dict[str, Any]) -> None:
+    readers = campaign_run["readers"]
+    assert set(readers) == {"status", "find"}
+    for name, result in readers.items():
+        assert result.returncode == 0, (name, result.stderr)
+        assert "lock" not in result.stderr and "in use" not in result.stderr
+    assert json.loads(readers["status"].stdout)["campaign"] == "quickstart-emt"
+    assert [json.loads(line) for line in readers["find"].stdout.splitlines() if line.strip()]
+
+
+def test_a_finished_campaign_is_a_cluster_campaign(campaign_run: dict[str, Any]) -> None:
+    """`alflow server start` URI and `lpad` read what the laptop campaign wrote."""
+    work = campaign_run["work"]
+
+    def alflow(*args: str) -> str:
+        result = subprocess.run(
+            _alflow(*args, cwd=work), cwd=work, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    uri = alflow("server", "start", "--store", "alflow-store").strip().splitlines()[-1]
+    try:
+        import pymongo
+
+        client: pymongo.MongoClient = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000)
+        labels = client["alflow"]["labels"].count_documents({})
+        assert labels == len(campaign_run["labels_after"]) >= campaign_run["status"]["labels_spent"]
+        alflow("server", "launchpad", "--store", "alflow-store", "--out", "my_launchpad.yaml")
+        count = subprocess.run(
+            ["lpad", "-l", "my_launchpad.yaml", "get_wflows", "-d", "count"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert count.returncode == 0, count.stderr
+        workflows = client["fireworks"]["workflows"].count_documents({})
+        assert int(count.stdout.strip().splitlines()[-1]) == workflows >= 3
+        client.close()
+    finally:
+        alflow("server", "stop", "--store", "alflow-store")

@@ -1,12 +1,12 @@
-"""GPAW label Fireworks through a real one-node Slurm, FireWorks' offline mode, the embedded store.
+"""GPAW label Fireworks through a real one-node Slurm, FireWorks' offline mode, the test server.
 
 The module's set-up starts Slurm on localhost (:mod:`slurm_cluster`). A
 labeling workflow of a campaign (label Fireworks + collect, built by
-:func:`alflow.workflow.builder.labeling_workflow`) sits on an embedded
-LaunchPad; :class:`~alflow.workflow.offline.OfflineDispatcher` submits label
+:func:`alflow.workflow.builder.labeling_workflow`) sits on a LaunchPad
+of the test server; :class:`~alflow.workflow.offline.OfflineDispatcher` submits label
 Fireworks as Slurm jobs that run ``rlaunch --offline singleshot``, and
 ingests their results into the store and the LaunchPad. The last test runs
-the embedded runner itself (``run_campaign(..., dft_queue=...)``).
+the runner itself (``run_campaign(..., dft_queue=...)``).
 
 Faults are injected through ``ALFLOW_GPAW_FAULT``, which ``sbatch`` passes
 into the job's environment (``--export=ALL`` is Slurm's default).
@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +84,9 @@ def rattled(seed: int) -> Atoms:
 
 
 class Bench:
-    """An embedded store + LaunchPad holding one labeling workflow, and a dispatcher."""
+    """A store + LaunchPad on the test server holding one labeling workflow, and a dispatcher."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, settings: Settings) -> None:
         from fireworks import FWorker
 
         from alflow.store import open_store
@@ -95,11 +96,11 @@ class Bench:
 
         self.work = work
         self.config = campaign("slurm-faults")
-        self.settings = Settings(
-            store=str(work / "store.bson"), scratch_dir=str(work / "scratch"), mpi_ranks=2
+        self.settings = settings.model_copy(update={"mpi_ranks": 2})
+        self.connection, self.store = open_store(
+            self.settings.store, db_name=self.settings.store_name
         )
-        self.connection, self.store = open_store(self.settings.store)
-        self.launchpad = open_launchpad(self.connection)
+        self.launchpad = open_launchpad(self.connection, self.settings.launchpad_name)
         self.store.register_campaign(self.config)
         overlap = rattled(5)
         overlap.positions[1] = overlap.positions[0] + [0.5, 0.0, 0.0]
@@ -163,8 +164,20 @@ class Bench:
 
 
 @pytest.fixture(scope="module")
-def bench(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Bench:  # noqa: F811
-    return Bench(tmp_path_factory.mktemp("slurm-offline"))
+def bench(
+    slurm_cluster: Any,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+    mongo_uri: str,
+) -> Bench:
+    work = tmp_path_factory.mktemp("slurm-offline")
+    tag = uuid.uuid4().hex[:10]
+    settings = Settings(
+        store=mongo_uri,
+        scratch_dir=str(work / "scratch"),
+        store_name=f"alflow_{tag}",
+        launchpad_name=f"fw_{tag}",
+    )
+    return Bench(work, settings)
 
 
 def test_label_firework_runs_as_slurm_job_and_matches_in_process(bench: Bench) -> None:
@@ -285,18 +298,17 @@ def test_overlapping_atoms_are_rejected_without_a_job(bench: Bench) -> None:
     assert collect["state"] == "READY"
 
 
-def test_embedded_runner_sends_seed_labels_to_slurm(
+def test_runner_sends_seed_labels_to_slurm(
     slurm_cluster: Any,  # noqa: F811
     tmp_path: Path,
+    server_settings: Settings,
 ) -> None:
     from alflow.store import open_store
     from alflow.workflow.offline import QueueOptions
     from alflow.workflow.runner import run_campaign
 
     config = campaign("slurm-runner", a_A=4.04)
-    settings = Settings(
-        store=str(tmp_path / "store.bson"), scratch_dir=str(tmp_path / "scratch"), mpi_ranks=2
-    )
+    settings = server_settings.model_copy(update={"mpi_ranks": 2})
     done: list[Any] = []
     outcome = run_campaign(
         config,
@@ -307,7 +319,7 @@ def test_embedded_runner_sends_seed_labels_to_slurm(
     )
     assert outcome.fireworks_run == 3
     assert sorted(d.step for d in done) == ["label", "label", "references"]
-    _, store = open_store(settings.store)
+    _, store = open_store(settings.store, db_name=settings.store_name)
     labels = list(store.labels.find({"campaign": "slurm-runner"}))
     assert len(labels) == 2 and all(d["ok"] and d["batch_job"] for d in labels)
     statuses = {d["status"] for d in store.structures.find({"campaign": "slurm-runner"})}

@@ -1,7 +1,7 @@
 """CLI subcommands of alflow.cluster (registered by alflow.cli).
 
 - ``alflow init-cluster``: FireWorks launchpad/worker/queue-adapter files.
-- ``alflow run-offline``: the embedded runner, with label Fireworks sent to
+- ``alflow run-offline``: the local runner, with label Fireworks sent to
   Slurm or PBS through FireWorks' offline mode.
 """
 
@@ -136,11 +136,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     run = subparsers.add_parser(
         "run-offline",
-        help="run a campaign here (embedded store), sending label Fireworks to Slurm/PBS",
+        help="run a campaign here (local server), sending label Fireworks to Slurm/PBS",
     )
     run.add_argument("campaign", help="campaign YAML file")
     run.add_argument(
-        "--store", help="embedded store file (default: ALFLOW_STORE or alflow-store.bson)"
+        "--store", help="store directory or mongodb:// URI (default: ALFLOW_STORE or alflow-store)"
     )
     run.add_argument("--scheduler", choices=["slurm", "pbs"], default="slurm")
     run.add_argument(

@@ -133,7 +133,7 @@ def write_cluster_files(options: ClusterOptions) -> list[Path]:
     if not is_mongodb_uri(options.store):
         raise ConfigError(
             f"init-cluster needs a MongoDB server (mongodb://...), got {options.store!r}; "
-            "without one, use `alflow run-offline` (embedded store, dft jobs through the queue)"
+            "without one, use `alflow run-offline` (local server, dft jobs through the queue)"
         )
     if options.scheduler not in _Q_TYPE:
         raise ConfigError(f"unknown scheduler {options.scheduler!r} (slurm or pbs)")

@@ -25,6 +25,7 @@ def open_store(
     db_name: str = "alflow",
     create_indexes: bool = True,
     settings: Any | None = None,
+    must_exist: bool = False,
 ) -> tuple[Connection, Store]:
     """Connect to ``store`` (store directory or URI) and return the connection and the Store.
 
@@ -38,8 +39,10 @@ def open_store(
         Create alflow's indexes (idempotent; readers may skip it).
     settings
         Local server program and port (default: from the environment).
+    must_exist
+        Readers: refuse a store directory that holds no store (create nothing).
     """
-    connection = connect(store, settings=settings)
+    connection = connect(store, settings=settings, must_exist=must_exist)
     data = Store(connection.client[db_name])
     if create_indexes:
         data.ensure_indexes()

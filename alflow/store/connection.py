@@ -93,7 +93,13 @@ def resolve_store(
     return server.uri, server
 
 
-def connect(store: str, *, timeout_s: float = 10.0, settings: Any | None = None) -> Connection:
+def connect(
+    store: str,
+    *,
+    timeout_s: float = 10.0,
+    settings: Any | None = None,
+    must_exist: bool = False,
+) -> Connection:
     """Open the server behind ``store``.
 
     Parameters
@@ -106,6 +112,9 @@ def connect(store: str, *, timeout_s: float = 10.0, settings: Any | None = None)
     settings
         :class:`~alflow.settings.Settings` naming the local server program and
         port (default: read from the environment).
+    must_exist
+        Readers: a store directory without the server's data is an error
+        (nothing is created).
 
     Returns
     -------
@@ -120,6 +129,12 @@ def connect(store: str, *, timeout_s: float = 10.0, settings: Any | None = None)
     import pymongo
     from pymongo.errors import PyMongoError
 
+    if must_exist and not is_mongodb_uri(store):
+        path = Path(store).expanduser()
+        if path.suffix != ".bson" and not (path / "db").is_dir():
+            raise StoreError(
+                f"no alflow store at {path.resolve()} (run a campaign first, or pass --store)"
+            )
     if settings is None:
         from alflow.settings import load_settings
 

@@ -37,9 +37,7 @@ def open_launchpad(
     """
     from fireworks import LaunchPad
 
-    launchpad = LaunchPad(
-        host=connection.uri, name=name, uri_mode=True, strm_lvl=strm_lvl
-    )
+    launchpad = LaunchPad(host=connection.uri, name=name, uri_mode=True, strm_lvl=strm_lvl)
     if launchpad.fw_id_assigner.count_documents({}) == 0:
         launchpad._restart_ids(1, 1)
         launchpad.tuneup()

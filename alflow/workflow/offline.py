@@ -1,9 +1,10 @@
-"""dft Fireworks of an embedded campaign as batch jobs, through FireWorks' offline mode.
+"""dft Fireworks of a campaign as batch jobs, through FireWorks' offline mode.
 
-A user with a login node and no MongoDB server runs the campaign with the
-embedded store; label Fireworks go to Slurm (or PBS) as jobs, everything
-else runs in the embedded process. The embedded store has one writer (the
-runner), so a job never opens it:
+A user with a login node and no MongoDB server the compute nodes can reach
+runs the campaign with the local server on the login node (bound to
+127.0.0.1); label Fireworks go to Slurm (or PBS) as jobs, everything else
+runs in the runner's local workers. A job cannot reach the server, so it
+never opens the store:
 
 1. :meth:`OfflineDispatcher.submit` reserves the Firework
    (``launchpad.reserve_fw``), writes ``FW.json`` and ``FW_offline.json``
@@ -249,7 +250,7 @@ class OfflineDispatcher:
     Parameters
     ----------
     launchpad
-        The embedded LaunchPad.
+        The campaign's LaunchPad.
     store
         The alflow store (same server).
     settings

@@ -114,8 +114,12 @@ class WorkerPool:
             for index in range(group.count):
                 self._spawn(f"{self.prefix}:{group.name}-{index}", group.categories)
         summary = ", ".join(f"{g.count} {'/'.join(g.categories)}" for g in groups)
-        log.info("started %d workers (%s); logs in %s", len(self.processes), summary,
-                 self.scratch / "workers")
+        log.info(
+            "started %d workers (%s); logs in %s",
+            len(self.processes),
+            summary,
+            self.scratch / "workers",
+        )
 
     def owns(self, name: str) -> bool:
         """True if ``name`` is one of this pool's workers."""

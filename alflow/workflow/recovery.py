@@ -82,7 +82,9 @@ def _connection_failure(launchpad: Any, fw_id: int) -> bool:
 def rerun_connection_fizzles(launchpad: Any, campaign: str) -> list[int]:
     """Rerun Fireworks that FIZZLED on a lost database connection (a few times each)."""
     rerun = []
-    for fw in launchpad.fireworks.find({"spec.campaign": campaign, "state": "FIZZLED"}, {"fw_id": 1}):
+    for fw in launchpad.fireworks.find(
+        {"spec.campaign": campaign, "state": "FIZZLED"}, {"fw_id": 1}
+    ):
         fw_id = fw["fw_id"]
         if _reruns.get(fw_id, 0) >= _MAX_CONNECTION_RERUNS or not _connection_failure(
             launchpad, fw_id

@@ -165,7 +165,9 @@ def _fizzled(launchpad: Any, campaign: str) -> list[str]:
 
 
 def _retry_fizzled(launchpad: Any, store: Any, campaign: str) -> None:
-    for fw in launchpad.fireworks.find({"spec.campaign": campaign, "state": "FIZZLED"}, {"fw_id": 1}):
+    for fw in launchpad.fireworks.find(
+        {"spec.campaign": campaign, "state": "FIZZLED"}, {"fw_id": 1}
+    ):
         launchpad.rerun_fw(fw["fw_id"])
     if store.campaign(campaign)["status"] == "failed":
         store.set_campaign_status(campaign, "running")
@@ -215,6 +217,7 @@ def run_campaign(
     retry_fizzled: bool = False,
     progress: Progress | None = None,
     dft_queue: Any | None = None,
+    max_fireworks: int | None = None,
 ) -> RunOutcome:
     """Run (or resume) a campaign with worker processes until nothing is left to run.
 
@@ -232,6 +235,10 @@ def run_campaign(
         A :class:`~alflow.workflow.offline.QueueOptions`: label Fireworks
         that need a calculation go to Slurm/PBS as offline jobs and are
         ingested here (:mod:`alflow.workflow.offline`); None: dft workers.
+    max_fireworks
+        Stop after this many Fireworks have finished (for tests and stepping
+        through): the workers are killed, and what they were running is
+        recovered as lost runs by the next run.
 
     Returns
     -------
@@ -267,7 +274,7 @@ def run_campaign(
         dispatcher.adopt_running(config.name)
     tracker = _Tracker(launchpad, config.name, progress)
     pool.start(worker_groups(worker_settings, dft=dispatcher is None))
-    quiet_polls = 0
+    quiet_polls, early = 0, False
     try:
         while True:
             time.sleep(_POLL_S)
@@ -278,17 +285,20 @@ def run_campaign(
             if dispatcher is not None:
                 _offline_step(dispatcher, launchpad, dft_fworker, scratch)
             states = tracker.poll()
+            if max_fireworks is not None and tracker.count >= max_fireworks:
+                early = True
+                break
             # two quiet polls in a row: a Firework that just completed may not
             # have made its children READY yet at the first
             quiet_polls = quiet_polls + 1 if _finished(states, dispatcher) else 0
             if quiet_polls >= 2:
                 break
     finally:
-        pool.stop()
+        pool.stop(timeout_s=0.0 if early else 30.0)
     campaign = store.campaign(config.name)
     fizzled = _fizzled(launchpad, config.name)
     status, reason = campaign["status"], campaign.get("reason") or ""
-    if status == "running":
+    if status == "running" and not early:
         status = "stalled"
         reason = (
             f"{len(fizzled)} Firework(s) FIZZLED and nothing else can run: {', '.join(fizzled)}; "

@@ -9,8 +9,7 @@ from ase import Atoms
 
 from alflow.config import CampaignConfig
 from alflow.errors import ConfigError
-from alflow.settings import Settings
-from alflow.store import Store, open_store
+from alflow.store import Connection, Store
 from alflow.structures import (
     build_initial_structures,
     holdout_frames,
@@ -21,6 +20,9 @@ from alflow.workflow.builder import iteration_workflow, workflow_name
 from alflow.workflow.launchpad import open_launchpad
 
 __all__ = ["add_iteration", "iteration_exists", "prepare_campaign", "submit_campaign"]
+
+#: LaunchPads opened by this process (a worker's collect adds iterations to one).
+_launchpads: dict[tuple[str, str], Any] = {}
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,9 @@ def submit_campaign(config: CampaignConfig, store: Store, launchpad: Any) -> boo
     return True
 
 
-def add_iteration(config: CampaignConfig, iteration: int, settings: Settings) -> bool:
+def add_iteration(
+    config: CampaignConfig, iteration: int, connection: Connection, launchpad_name: str
+) -> bool:
     """Add the Workflow of ``iteration`` unless it exists (collect calls this).
 
     Returns
@@ -101,8 +105,10 @@ def add_iteration(config: CampaignConfig, iteration: int, settings: Settings) ->
     bool
         True if added now.
     """
-    connection, _ = open_store(settings.store, db_name=settings.store_name)
-    launchpad = open_launchpad(connection, settings.launchpad_name)
+    key = (connection.uri, launchpad_name)
+    if key not in _launchpads:
+        _launchpads[key] = open_launchpad(connection, launchpad_name)
+    launchpad = _launchpads[key]
     if iteration_exists(launchpad, config.name, iteration):
         log.info("%s exists already", workflow_name(config.name, iteration))
         return False

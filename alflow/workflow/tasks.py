@@ -18,7 +18,7 @@ from fireworks import FiretaskBase, FWAction, explicit_serialize
 from alflow.config import CampaignConfig
 from alflow.settings import Settings, load_settings
 from alflow.steps.context import StepContext
-from alflow.store import open_store
+from alflow.store import Connection, Store, open_store
 
 __all__ = ["CollectTask", "ExploreTask", "LabelTask", "ReferenceTask", "SelectTask", "TrainTask"]
 
@@ -31,11 +31,22 @@ def worker_settings(fw_spec: dict[str, Any]) -> Settings:
     return load_settings(overrides={k: v for k, v in env.items() if k in Settings.model_fields})
 
 
+_OPEN: dict[tuple[str, str], tuple[Connection, Store]] = {}
+
+
+def worker_store(settings: Settings) -> tuple[Connection, Store]:
+    """This worker process's connection and Store, opened once (indexes created once)."""
+    key = (settings.store, settings.store_name)
+    if key not in _OPEN:
+        _OPEN[key] = open_store(settings.store, db_name=settings.store_name, settings=settings)
+    return _OPEN[key]
+
+
 def step_context(fw_spec: dict[str, Any]) -> StepContext:
     """Build the step context for the Firework being run."""
     settings = worker_settings(fw_spec)
     config = CampaignConfig.model_validate(fw_spec["config"])
-    _, store = open_store(settings.store, db_name=settings.store_name)
+    _, store = worker_store(settings)
     return StepContext(store=store, config=config, settings=settings, workdir=Path(os.getcwd()))
 
 
@@ -121,7 +132,9 @@ class CollectTask(FiretaskBase):
         decision = collect_iteration(ctx, iteration, fw_spec.get("_fizzled_parents", []))
         added = False
         if decision.go_on:
-            added = add_iteration(ctx.config, iteration + 1, worker_settings(fw_spec))
+            settings = worker_settings(fw_spec)
+            connection, _ = worker_store(settings)
+            added = add_iteration(ctx.config, iteration + 1, connection, settings.launchpad_name)
         return FWAction(
             stored_data={"status": decision.status, "reason": decision.reason, "next_added": added}
         )

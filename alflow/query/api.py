@@ -19,7 +19,6 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from alflow.errors import StoreError
 from alflow.query.engine import ENERGY_FIELD, MongoEngine
 from alflow.query.filters import StructureQuery
-from alflow.store import Store, connect, is_mongodb_uri
+from alflow.store import Store, connect
 from alflow.store.connection import Connection
 from alflow.structures import atoms_from_doc, labeled_atoms
 
@@ -98,13 +97,7 @@ def connect_reader(
         No store there, an unreachable server (password masked), or a
         one-file store of an older alflow (with the import command).
     """
-    if not is_mongodb_uri(store):
-        path = Path(store).expanduser()
-        if path.suffix != ".bson" and not (path / "db").is_dir():
-            raise StoreError(
-                f"no alflow store at {path.resolve()} (run a campaign first, or pass --store)"
-            )
-    return connect(store, timeout_s=timeout_s, settings=settings)
+    return connect(store, timeout_s=timeout_s, settings=settings, must_exist=True)
 
 
 def open_database(

@@ -8,7 +8,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 setup:
 	bash scripts/setup.sh
 
-## demo: the main job, an active-learning campaign for bulk Al with GPAW DFT (embedded store)
+## demo: the main job, an active-learning campaign for bulk Al with GPAW DFT (local server in alflow-store/)
 demo: setup
 	ALFLOW_MPI_RANKS=$${ALFLOW_MPI_RANKS:-2} alflow run workflows/al-gpaw.yaml
 	alflow status --campaign al-gpaw

@@ -46,6 +46,7 @@ from ase.data import atomic_numbers
 
 from alflow.config import MaceModelConfig, TrainingConfig
 from alflow.errors import TrainingError
+from alflow.procutil import die_with_parent
 from alflow.workcache import fingerprint, load_cached, save_cached
 
 __all__ = ["TrainedMember", "build_train_argv", "split_frames", "train_member"]
@@ -299,6 +300,7 @@ def _run_mace(argv: list[str], workdir: Path, log_path: Path, threads: int) -> i
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             check=False,
+            preexec_fn=die_with_parent(),  # no orphan training if the worker is killed
         )
     return process.returncode
 

@@ -44,6 +44,7 @@ import alflow
 from alflow.config import GPAWOracle, config_hash
 from alflow.labeling.base import LabelingFailedError, LabelResult, isolated_atom_box
 from alflow.labeling.gpaw_job import EXIT_ERROR, EXIT_OK, EXIT_SCF_FAILED
+from alflow.procutil import die_with_parent
 from alflow.settings import Settings
 from alflow.structures import atoms_to_doc, structure_key
 
@@ -438,6 +439,7 @@ class GPAWLabeler:
                     stderr=stderr,
                     env=self.environment(),
                     start_new_session=True,  # one process group: mpiexec and its ranks
+                    preexec_fn=die_with_parent(),  # no orphan job if the worker is killed
                 )
             except OSError as exc:
                 return EXIT_ERROR, False, f"cannot start {command[0]!r}: {exc.strerror or exc}"

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from alflow.procutil import die_with_parent
 from alflow.settings import Settings
 from alflow.workflow.worker import worker_state_path
 
@@ -93,7 +94,7 @@ class WorkerPool:
         logs = self.scratch / "workers"
         logs.mkdir(parents=True, exist_ok=True)
         worker_state_path(self.scratch, name).unlink(missing_ok=True)
-        command = [sys.executable, "-m", "alflow.workflow.worker", "--die-with-parent"]
+        command = [sys.executable, "-m", "alflow.workflow.worker"]
         command += ["--campaign", self.campaign, "--name", name]
         for category in categories:
             command += ["--category", category]
@@ -105,6 +106,7 @@ class WorkerPool:
                 stdin=subprocess.DEVNULL,
                 env=self._env(categories),
                 cwd=self.scratch,
+                preexec_fn=die_with_parent(),  # a killed runner takes its workers with it
             )
         self.categories[name] = categories
 

@@ -293,6 +293,9 @@ def run_campaign(
             quiet_polls = quiet_polls + 1 if _finished(states, dispatcher) else 0
             if quiet_polls >= 2:
                 break
+    except BaseException:  # Ctrl-C, SIGTERM: stop the workers now; reruns recover their work
+        early = True
+        raise
     finally:
         pool.stop(timeout_s=0.0 if early else 30.0)
     campaign = store.campaign(config.name)

@@ -143,14 +143,6 @@ def run_worker(
     return launched
 
 
-def _die_with_parent() -> None:
-    """Linux: this process gets SIGKILL when the runner dies (no orphan keeps working)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of a worker process (settings from ``ALFLOW_*``)."""
     from fireworks import FWorker
@@ -163,10 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--campaign", required=True)
     parser.add_argument("--name", required=True, help="FireWorker name (unique per worker)")
     parser.add_argument("--category", action="append", required=True)
-    parser.add_argument("--die-with-parent", action="store_true")
     args = parser.parse_args(argv)
-    if args.die_with_parent:
-        _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the runner: it stops us
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings()
     connection = connect(settings.store, settings=settings)

@@ -1,13 +1,15 @@
-"""Child processes that never outlive their parent (Linux ``PR_SET_PDEATHSIG``)."""
+"""Processes: children that never outlive their parent, and whether a pid is alive."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["die_with_parent"]
+__all__ = ["die_with_parent", "pid_alive"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -31,3 +33,17 @@ def die_with_parent() -> Callable[[], None] | None:
             prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
     return preexec
+
+
+def pid_alive(pid: int) -> bool:
+    """True if process ``pid`` runs on this machine (a zombie, killed and not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True

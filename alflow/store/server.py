@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alflow.errors import StoreError
+from alflow.procutil import pid_alive
 
 __all__ = [
     "SERVER_PROGRAMS",
@@ -128,23 +129,9 @@ def _locked(store_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (killed, not yet reaped by its parent) is not a server
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
 def _serves(pid: int, data_dir: Path) -> bool:
     """True if process ``pid`` is alive and a server of ``data_dir`` (not a reused pid)."""
-    if not _alive(pid):
+    if not pid_alive(pid):
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -341,7 +328,7 @@ def _live_users(store_dir: Path) -> list[int]:
     live = []
     for entry in users.glob("*") if users.is_dir() else []:
         pid = int(entry.name) if entry.name.isdigit() else 0
-        if pid and _alive(pid):
+        if pid and pid_alive(pid):
             live.append(pid)
         else:
             entry.unlink(missing_ok=True)
@@ -420,9 +407,9 @@ def _terminate(server: LocalServer, timeout_s: float = 30.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(server.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while _alive(server.pid) and time.monotonic() < deadline:
+    while pid_alive(server.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _alive(server.pid):
+    if pid_alive(server.pid):
         log.warning("server pid %d ignored SIGTERM for %.0f s: killing it", server.pid, timeout_s)
         with contextlib.suppress(ProcessLookupError):
             os.kill(server.pid, signal.SIGKILL)

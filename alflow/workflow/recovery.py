@@ -16,8 +16,8 @@ import logging
 import socket
 from typing import Any
 
+from alflow.procutil import pid_alive
 from alflow.workflow.pool import WorkerPool, parse_local_name
-from alflow.workflow.worker import _alive_pid
 
 __all__ = ["CONNECTION_ERRORS", "recover_lost_runs", "rerun_connection_fizzles"]
 
@@ -42,7 +42,7 @@ def _is_lost(launch: dict[str, Any], pool: WorkerPool) -> bool:
         return False  # another machine's worker: its own ping tells
     if pool.owns(name):
         return pool.current_fw(name) != launch["fw_id"]
-    return not _alive_pid(owner[1])  # a worker of an earlier run, lost with its runner
+    return not pid_alive(owner[1])  # a worker of an earlier run, lost with its runner
 
 
 def recover_lost_runs(launchpad: Any, campaign: str, pool: WorkerPool) -> list[int]:

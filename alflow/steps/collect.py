@@ -15,6 +15,19 @@ campaign; ``decision.rule`` names it and ``decision.reason`` says it in words):
     ``loop.max_dft_labels`` labels spent.
 ``iteration_limit``
     ``loop.max_iterations`` iterations run.
+
+A collect that runs again (``lpad rerun_fws`` of one of its label
+Fireworks, a lost run, ``--retry-fizzled``) closes an iteration that may
+have been closed already:
+
+- if that iteration's recorded decision was to go on, the campaign has moved
+  past it and later iterations own its status: the recorded figures and
+  decision stand, the campaign's status is left as it is, and the recorded
+  decision is returned (the caller adds the next iteration only if it is
+  missing, e.g. after a crash between the two);
+- if the campaign ended at that iteration, it is decided again from the
+  store: the same data give the same end (an ended campaign stays ended);
+  labels that changed since (failed ones rerun) may let it go on.
 """
 
 from __future__ import annotations
@@ -180,6 +193,10 @@ def collect_iteration(
 ) -> Decision:
     """Record the figures of ``iteration`` and decide what happens next.
 
+    An iteration closed before with the decision to go on is not closed again
+    (a rerun): its recorded decision is returned and nothing is written but
+    the crashed label jobs' failures.
+
     Parameters
     ----------
     ctx
@@ -202,6 +219,14 @@ def collect_iteration(
         ):
             error = _launch_error(parent)
             store.set_status(campaign, [key], "failed", reason=f"labeling job crashed: {error}")
+    went_on = _recorded_go_on(store, campaign, iteration)
+    if went_on is not None:
+        log.info(
+            "iteration %d was closed already and the campaign went on: "
+            "its figures and the campaign's status stay as they are",
+            iteration,
+        )
+        return went_on
 
     counts = {
         status: store.structures.count_documents(
@@ -316,6 +341,20 @@ def collect_iteration(
         decision.reason,
     )
     return decision
+
+
+def _recorded_go_on(store: Any, campaign: str, iteration: int) -> Decision | None:
+    """The recorded decision of ``iteration`` if it was to go on, else None."""
+    doc = store.iterations.find_one({"campaign": campaign, "iteration": iteration}, {"decision": 1})
+    recorded = (doc or {}).get("decision") or {}
+    if not recorded.get("go_on"):
+        return None
+    return Decision(
+        True,
+        str(recorded.get("status", "running")),
+        str(recorded.get("reason", "next iteration")),
+        str(recorded.get("rule", "next")),
+    )
 
 
 def _launch_error(parent: dict[str, Any]) -> str:

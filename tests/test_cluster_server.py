@@ -290,8 +290,8 @@ def campaign(server: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
     Workers: dft ×2, service ×1, md ×1 and, at first, train ×1. When the
     LaunchPad shows a train Firework RUNNING in that worker's directory and
-    MACE is training (a child process), the worker is killed (SIGKILL, then
-    its orphaned MACE process, as when a node dies). ``lpad detect_lostruns
+    MACE is training (a child process), the worker is killed (SIGKILL; then
+    its process group, in case its MACE process outlived it: a node dies). ``lpad detect_lostruns
     --time 2 --rerun`` puts the Firework back to READY; two new train
     workers take over and the campaign runs to its end.
     """
@@ -328,7 +328,7 @@ def campaign(server: dict[str, Any]) -> Iterator[dict[str, Any]]:
         mace = children(victim.pid)
         victim.send_signal(signal.SIGKILL)  # the rlaunch process itself
         victim.wait(timeout=10)
-        killpg(victim.pid, signal.SIGKILL)  # its orphaned MACE training: the node is gone
+        killpg(victim.pid, signal.SIGKILL)  # anything left of it (MACE dies with it since c458ee1)
         fw_id = killed["fw_id"]
         running = [f["fw_id"] for f in pad.fireworks(MAIN, state="RUNNING")]
         assert running == [fw_id], "only the killed worker's Firework is RUNNING"

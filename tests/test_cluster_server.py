@@ -745,12 +745,6 @@ def test_server_killed_mid_campaign_alflow_run_restarts_it(tmp_path: Path) -> No
         stop_server(store_dir)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug (reported): a checkout cut off by the server's death leaves the "
-    "Firework RESERVED with a RUNNING launch; recover_lost_runs only looks at RUNNING "
-    "Fireworks, so 'alflow run' waits for it forever",
-)
 def test_checkout_cut_off_by_the_server_is_recovered(
     server_settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -46,27 +46,39 @@ def _is_lost(launch: dict[str, Any], pool: WorkerPool) -> bool:
 
 
 def recover_lost_runs(launchpad: Any, campaign: str, pool: WorkerPool) -> list[int]:
-    """Rerun the campaign's Fireworks whose local worker is gone; return their fw_ids."""
-    running = [
-        fw["fw_id"]
+    """Rerun the campaign's Fireworks whose local worker is gone; return their fw_ids.
+
+    A RUNNING Firework goes through FireWorks' ``detect_lostruns(rerun=True)``.
+    A RESERVED one with a RUNNING launch (the server died in the middle of
+    the worker's checkout: launch written, Firework not) is one FireWorks'
+    tools miss: its launch is marked FIZZLED and the Firework rerun.
+    """
+    states = {
+        fw["fw_id"]: fw["state"]
         for fw in launchpad.fireworks.find(
-            {"spec.campaign": campaign, "state": "RUNNING"}, {"fw_id": 1}
+            {"spec.campaign": campaign, "state": {"$in": ["RUNNING", "RESERVED"]}},
+            {"fw_id": 1, "state": 1},
         )
-    ]
-    if not running:
+    }
+    if not states:
         return []
     launches = launchpad.launches.find(
-        {"fw_id": {"$in": running}, "state": "RUNNING"}, {"launch_id": 1, "fw_id": 1, "fworker": 1}
+        {"fw_id": {"$in": list(states)}, "state": "RUNNING"},
+        {"launch_id": 1, "fw_id": 1, "fworker": 1},
     )
     lost = [launch for launch in launches if _is_lost(launch, pool)]
-    if not lost:
-        return []
-    ids = [launch["launch_id"] for launch in lost]
-    launchpad.detect_lostruns(
-        expiration_secs=0, rerun=True, launch_query={"launch_id": {"$in": ids}}
-    )
+    running = [launch["launch_id"] for launch in lost if states[launch["fw_id"]] == "RUNNING"]
+    if running:
+        launchpad.detect_lostruns(
+            expiration_secs=0, rerun=True, launch_query={"launch_id": {"$in": running}}
+        )
+    for launch in lost:
+        if states[launch["fw_id"]] == "RESERVED":
+            launchpad.mark_fizzled(launch["launch_id"])
+            launchpad.rerun_fw(launch["fw_id"])
     fw_ids = sorted({launch["fw_id"] for launch in lost})
-    log.warning("lost runs (worker gone) rerun: fw_id %s", ", ".join(map(str, fw_ids)))
+    if fw_ids:
+        log.warning("lost runs (worker gone) rerun: fw_id %s", ", ".join(map(str, fw_ids)))
     return fw_ids
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pymongo.errors import ConnectionFailure
+
 from alflow.config import CampaignConfig
 from alflow.settings import Settings
 from alflow.store import open_store
@@ -278,13 +280,18 @@ def run_campaign(
     try:
         while True:
             time.sleep(_POLL_S)
-            _keep_server_alive(connection)
-            rerun_connection_fizzles(launchpad, config.name)
-            pool.restart_dead()
-            recover_lost_runs(launchpad, config.name, pool)
-            if dispatcher is not None:
-                _offline_step(dispatcher, launchpad, dft_fworker, scratch)
-            states = tracker.poll()
+            try:
+                _keep_server_alive(connection)
+                rerun_connection_fizzles(launchpad, config.name)
+                pool.restart_dead()
+                recover_lost_runs(launchpad, config.name, pool)
+                if dispatcher is not None:
+                    _offline_step(dispatcher, launchpad, dft_fworker, scratch)
+                states = tracker.poll()
+            except ConnectionFailure as exc:  # the server went away: restart it next poll
+                log.warning("database connection lost (%s): retrying", exc)
+                quiet_polls = 0
+                continue
             if max_fireworks is not None and tracker.count >= max_fireworks:
                 early = True
                 break

@@ -214,8 +214,40 @@ def test_readers_succeed_while_the_campaign_runs(campaign_run: dict[str, Any]) -
     assert [json.loads(line) for line in readers["find"].stdout.splitlines() if line.strip()]
 
 
+def _lpad_webgui_page(work: Path) -> str:
+    """The front page of FireWorks' own `lpad webgui` (server mode) on the campaign's server."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = ["lpad", "-l", "my_launchpad.yaml", "webgui", "-s", "--port", str(port)]
+    gui = subprocess.Popen(
+        command,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+                    return page.read().decode()
+            except OSError:
+                assert time.monotonic() < deadline and gui.poll() is None, (
+                    "lpad webgui did not serve"
+                )
+                time.sleep(0.5)
+    finally:
+        os.killpg(gui.pid, signal.SIGKILL)
+        gui.wait()
+
+
 def test_a_finished_campaign_is_a_cluster_campaign(campaign_run: dict[str, Any]) -> None:
-    """`alflow server start` URI and `lpad` read what the laptop campaign wrote."""
+    """`alflow server start`'s URI, `lpad get_wflows` and `lpad webgui` read what it wrote."""
     work = campaign_run["work"]
 
     def alflow(*args: str) -> str:
@@ -244,5 +276,6 @@ def test_a_finished_campaign_is_a_cluster_campaign(campaign_run: dict[str, Any])
         workflows = client["fireworks"]["workflows"].count_documents({})
         assert int(count.stdout.strip().splitlines()[-1]) == workflows >= 3
         client.close()
+        assert "quickstart-emt iteration 2" in _lpad_webgui_page(work)
     finally:
         alflow("server", "stop", "--store", "alflow-store")

@@ -324,3 +324,6 @@ def test_runner_sends_seed_labels_to_slurm(
     assert len(labels) == 2 and all(d["ok"] and d["batch_job"] for d in labels)
     statuses = {d["status"] for d in store.structures.find({"campaign": "slurm-runner"})}
     assert statuses == {"seed"}
+    # the E0s ran in the runner, on the campaign's store (no stray store in a launch directory)
+    assert store.references.count_documents({}) == 1
+    assert not list(Path(settings.scratch_dir).rglob("alflow-store"))

@@ -320,7 +320,7 @@ def _register_user(store_dir: Path) -> None:
     (users / str(os.getpid())).touch()
     if (store_dir, os.getpid()) not in _REGISTERED:  # a forked child registers anew
         _REGISTERED.add((store_dir, os.getpid()))
-        atexit.register(release_server, store_dir)
+        atexit.register(release_server, store_dir, quiet=True)
 
 
 def _live_users(store_dir: Path) -> list[int]:
@@ -403,7 +403,7 @@ def _rewrite_record(store_dir: Path, **changes: object) -> None:
     tmp.replace(path)
 
 
-def _terminate(server: LocalServer, timeout_s: float = 30.0) -> None:
+def _terminate(server: LocalServer, timeout_s: float = 30.0, quiet: bool = False) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(server.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
@@ -414,11 +414,15 @@ def _terminate(server: LocalServer, timeout_s: float = 30.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(server.pid, signal.SIGKILL)
     (server.store_dir / _RECORD).unlink(missing_ok=True)
-    log.info("stopped the local server of %s", server.store_dir)
+    if not quiet:
+        log.info("stopped the local server of %s", server.store_dir)
 
 
-def release_server(store_dir: str | Path) -> None:
-    """This process stops using the server; the last user stops an unpinned server."""
+def release_server(store_dir: str | Path, *, quiet: bool = False) -> None:
+    """This process stops using the server; the last user stops an unpinned server.
+
+    ``quiet``: log nothing (at interpreter exit, where the log's stream may be closed).
+    """
     store_dir = Path(store_dir).resolve()
     _REGISTERED.discard((store_dir, os.getpid()))
     (store_dir / _USERS / str(os.getpid())).unlink(missing_ok=True)
@@ -426,7 +430,7 @@ def release_server(store_dir: str | Path) -> None:
         server = read_record(store_dir)
         if server is None or server.pinned or _live_users(store_dir):
             return
-        _terminate(server)
+        _terminate(server, quiet=quiet)
 
 
 def stop_server(store_dir: str | Path) -> bool:

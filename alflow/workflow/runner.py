@@ -31,6 +31,7 @@ from pymongo.errors import ConnectionFailure
 from alflow.config import CampaignConfig
 from alflow.settings import Settings
 from alflow.store import open_store
+from alflow.store.server import release_server
 from alflow.workflow.launchpad import open_launchpad
 from alflow.workflow.pool import WorkerPool, worker_groups
 from alflow.workflow.recovery import recover_lost_runs, rerun_connection_fizzles
@@ -202,7 +203,9 @@ def _offline_step(dispatcher: Any, launchpad: Any, fworker: Any, scratch: Path) 
             continue
         from fireworks import FWorker
 
-        one = FWorker(name=fworker.name, category=["dft"], query={"fw_id": fw["fw_id"]})
+        one = FWorker(
+            name=fworker.name, category=["dft"], query={"fw_id": fw["fw_id"]}, env=fworker.env
+        )
         with _working_directory(directory):
             launch_rocket(launchpad, one, strm_lvl="ERROR")
 
@@ -305,6 +308,8 @@ def run_campaign(
         raise
     finally:
         pool.stop(timeout_s=0.0 if early else 30.0)
+        if connection.local is not None:  # the last user stops it (an unpinned local server)
+            release_server(connection.local.store_dir)
     campaign = store.campaign(config.name)
     fizzled = _fizzled(launchpad, config.name)
     status, reason = campaign["status"], campaign.get("reason") or ""

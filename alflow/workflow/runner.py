@@ -18,7 +18,6 @@ the same launch directories.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -255,41 +254,67 @@ def run_campaign(
         update={"scratch_dir": str(Path(settings.scratch_dir).resolve())}
     )
     connection, store = open_store(settings.store, db_name=settings.store_name, settings=settings)
-    launchpad = open_launchpad(connection, settings.launchpad_name)
-    submit_campaign(config, store, launchpad)
-    scratch = Path(settings.scratch_dir) / config.name
-    worker_settings = settings.model_copy(update={"store": connection.uri})
-    pool = WorkerPool(config.name, worker_settings, scratch)
-    recover_lost_runs(launchpad, config.name, pool)
-    if retry_fizzled:
-        _retry_fizzled(launchpad, store, config.name)
-    dispatcher, dft_fworker = None, None
-    if dft_queue is not None:
-        from fireworks import FWorker
+    try:
+        launchpad = open_launchpad(connection, settings.launchpad_name)
+        submit_campaign(config, store, launchpad)
+        worker_settings = settings.model_copy(update={"store": connection.uri})
+        pool = WorkerPool(config.name, worker_settings, Path(settings.scratch_dir) / config.name)
+        recover_lost_runs(launchpad, config.name, pool)
+        if retry_fizzled:
+            _retry_fizzled(launchpad, store, config.name)
+        dispatcher = None
+        if dft_queue is not None:
+            dispatcher = _offline_dispatcher(
+                launchpad, store, worker_settings, config.name, dft_queue
+            )
+        tracker = _Tracker(launchpad, config.name, progress)
+        pool.start(worker_groups(worker_settings, dft=dispatcher is None))
+        early = _watch(connection, launchpad, pool, tracker, dispatcher, max_fireworks)
+        return _outcome(store, launchpad, config.name, early, tracker.count)
+    finally:
+        if connection.local is not None:  # the last user stops it (an unpinned local server)
+            release_server(connection.local.store_dir)
 
-        from alflow.workflow.offline import OfflineDispatcher
 
-        dft_fworker = FWorker(
-            name=f"alflow-offline@{socket.gethostname()}",
-            category=["dft"],
-            query={"spec.campaign": config.name},
-            env=worker_settings.model_dump(),
-        )
-        dispatcher = OfflineDispatcher(launchpad, store, worker_settings, dft_fworker, dft_queue)
-        dispatcher.adopt_running(config.name)
-    tracker = _Tracker(launchpad, config.name, progress)
-    pool.start(worker_groups(worker_settings, dft=dispatcher is None))
-    quiet_polls, early = 0, False
+def _offline_dispatcher(
+    launchpad: Any, store: Any, settings: Settings, campaign: str, options: Any
+) -> Any:
+    """The dispatcher that sends the campaign's label Fireworks to the batch queue."""
+    from fireworks import FWorker
+
+    from alflow.workflow.offline import OfflineDispatcher
+
+    fworker = FWorker(
+        name=f"alflow-offline@{socket.gethostname()}",
+        category=["dft"],
+        query={"spec.campaign": campaign},
+        env=settings.model_dump(),
+    )
+    dispatcher = OfflineDispatcher(launchpad, store, settings, fworker, options)
+    dispatcher.adopt_running(campaign)
+    return dispatcher
+
+
+def _watch(
+    connection: Any,
+    launchpad: Any,
+    pool: WorkerPool,
+    tracker: _Tracker,
+    dispatcher: Any,
+    max_fireworks: int | None,
+) -> bool:
+    """Watch until nothing can run (False) or ``max_fireworks`` finished (True); stop the pool."""
+    campaign, quiet_polls, early = pool.campaign, 0, False
     try:
         while True:
             time.sleep(_POLL_S)
             try:
                 _keep_server_alive(connection)
-                rerun_connection_fizzles(launchpad, config.name)
+                rerun_connection_fizzles(launchpad, campaign)
                 pool.restart_dead()
-                recover_lost_runs(launchpad, config.name, pool)
+                recover_lost_runs(launchpad, campaign, pool)
                 if dispatcher is not None:
-                    _offline_step(dispatcher, launchpad, dft_fworker, scratch)
+                    _offline_step(dispatcher, launchpad, dispatcher.fworker, pool.scratch)
                 states = tracker.poll()
             except ConnectionFailure as exc:  # the server went away: restart it next poll
                 log.warning("database connection lost (%s): retrying", exc)
@@ -297,27 +322,28 @@ def run_campaign(
                 continue
             if max_fireworks is not None and tracker.count >= max_fireworks:
                 early = True
-                break
+                return early
             # two quiet polls in a row: a Firework that just completed may not
             # have made its children READY yet at the first
             quiet_polls = quiet_polls + 1 if _finished(states, dispatcher) else 0
             if quiet_polls >= 2:
-                break
+                return early
     except BaseException:  # Ctrl-C, SIGTERM: stop the workers now; reruns recover their work
         early = True
         raise
     finally:
         pool.stop(timeout_s=0.0 if early else 30.0)
-        if connection.local is not None:  # the last user stops it (an unpinned local server)
-            release_server(connection.local.store_dir)
-    campaign = store.campaign(config.name)
-    fizzled = _fizzled(launchpad, config.name)
-    status, reason = campaign["status"], campaign.get("reason") or ""
+
+
+def _outcome(store: Any, launchpad: Any, campaign: str, early: bool, count: int) -> RunOutcome:
+    """How the run ended: the campaign's status, or ``stalled`` if it is still running."""
+    doc = store.campaign(campaign)
+    fizzled = _fizzled(launchpad, campaign)
+    status, reason = doc["status"], doc.get("reason") or ""
     if status == "running" and not early:
         status = "stalled"
         reason = (
             f"{len(fizzled)} Firework(s) FIZZLED and nothing else can run: {', '.join(fizzled)}; "
             "fix the cause and run again with --retry-fizzled"
         )
-    log.debug("runner pid %d done", os.getpid())
-    return RunOutcome(status=status, reason=reason, fireworks_run=tracker.count, fizzled=fizzled)
+    return RunOutcome(status=status, reason=reason, fireworks_run=count, fizzled=fizzled)

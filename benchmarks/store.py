@@ -329,7 +329,7 @@ REPEAT_BUDGET_S = 5.0
 
 
 #: The store directory whose server the measurements use (revived if it dies under them).
-SERVED: dict[str, Any] = {"store_dir": None, "restarts": []}
+SERVED: dict[str, Any] = {"store_dir": None, "program": "secantusd-py", "restarts": []}
 
 
 def timed(function: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -365,7 +365,7 @@ def revive(exc: Exception) -> bool:
     if store_dir is None or read_record(store_dir) is not None:
         return False
     print(f"  (the server died under the benchmark: {type(exc).__name__}; starting it again)")
-    ensure_server(store_dir, pin=True)
+    ensure_server(store_dir, program=SERVED["program"], pin=True)
     SERVED["restarts"].append({"time": time.time(), "error": str(exc)[:200]})
     return True
 
@@ -432,7 +432,7 @@ def restart(
     began = time.perf_counter()
     stop_server(store_dir)
     stopped = time.perf_counter()
-    server = ensure_server(store_dir, pin=True)  # returns once it answers ping
+    server = ensure_server(store_dir, program=SERVED["program"], pin=True)  # after its ping
     pinged = time.perf_counter()
     client: Any = pymongo.MongoClient(server.uri, serverSelectionTimeoutMS=30_000)
     probe(client[DB_NAME])
@@ -918,6 +918,7 @@ def quickstart_iteration(workdir: Path) -> dict[str, Any]:
     env = {
         **os.environ,
         "ALFLOW_STORE": str(store_dir),
+        "ALFLOW_LOCAL_SERVER": SERVED["program"],
         "ALFLOW_SCRATCH_DIR": str(workdir / "quickstart-scratch"),
     }
     began = time.perf_counter()
@@ -935,7 +936,7 @@ def quickstart_iteration(workdir: Path) -> dict[str, Any]:
         return {"error": " / ".join(tail), "wall_s": round(total, 1)}
     from alflow.store.server import ensure_server, stop_server
 
-    server = ensure_server(store_dir, pin=True)
+    server = ensure_server(store_dir, program=SERVED["program"], pin=True)
     client: Any = pymongo.MongoClient(server.uri)
     try:
         per: dict[int, list[dict]] = defaultdict(list)
@@ -1109,6 +1110,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Grow the store to each size, measure, then the engine overhead and the old store."""
     import pymongo
 
+    from alflow.settings import load_settings
     from alflow.store import connect
     from alflow.store.server import ensure_server, stop_server
 
@@ -1121,7 +1123,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stop_server(store_dir)
         shutil.rmtree(store_dir)
     result: dict[str, Any] = {"benchmark": "store", "sizes": {}, "campaign": CAMPAIGN}
-    server = ensure_server(store_dir, pin=True)
+    SERVED["program"] = args.server_program or load_settings().local_server
+    result["server_program"] = SERVED["program"]
+    server = ensure_server(store_dir, program=SERVED["program"], pin=True)
     SERVED["store_dir"] = store_dir
     result["server_restarts"] = SERVED["restarts"]
     client: Any = pymongo.MongoClient(server.uri)
@@ -1355,6 +1359,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--fireworks-per-iteration", type=float, default=DEFAULT_FIREWORKS_PER_ITERATION
+    )
+    parser.add_argument(
+        "--server-program",
+        help="the local server: secantusd-py, mongod or a path (default: ALFLOW_LOCAL_SERVER)",
     )
     parser.add_argument("--batch", type=int, default=2000, help="insert_many batch size")
     parser.add_argument("--no-mongomock", action="store_true", help="skip the old store")

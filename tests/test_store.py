@@ -51,7 +51,9 @@ def test_label_unique_on_key_and_parameters(store: Any, tmp_path: Path) -> None:
     assert store.add_label("k", {"parameters_hash": "q", "energy_eV": 3.0, "ok": True})
 
 
-def test_campaign_registration_is_idempotent_but_refuses_changes(store: Any, tmp_path: Path) -> None:
+def test_campaign_registration_is_idempotent_but_refuses_changes(
+    store: Any, tmp_path: Path
+) -> None:
     assert store.register_campaign(config())
     assert not store.register_campaign(config())
     with pytest.raises(StoreError, match="different configuration"):
@@ -107,7 +109,9 @@ def test_old_one_file_store_is_refused_with_the_import_command(tmp_path: Path) -
         connect(str(old))
 
 
-def test_training_frames_exclude_holdout_failed_and_changed_physics(store: Any, tmp_path: Path) -> None:
+def test_training_frames_exclude_holdout_failed_and_changed_physics(
+    store: Any, tmp_path: Path
+) -> None:
     frames, keys = [], []
     for i in range(5):
         atoms = bulk("Cu", cubic=True)

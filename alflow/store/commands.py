@@ -55,15 +55,15 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 def _cmd_launchpad(args: argparse.Namespace) -> int:
     from alflow.settings import load_settings
     from alflow.store import resolve_store
-    from alflow.store.server import ensure_server
     from alflow.workflow.launchpad import launchpad_file
 
     settings = load_settings(overrides={"store": args.store})
-    uri, local = resolve_store(
-        settings.store, local_server=settings.local_server, server_port=settings.server_port
+    uri, _ = resolve_store(  # pinned: the file is for later commands, keep the server up
+        settings.store,
+        local_server=settings.local_server,
+        server_port=settings.server_port,
+        pin=True,
     )
-    if local is not None:  # the file is for later commands: keep the server up for them
-        ensure_server(local.store_dir, program=local.program, pin=True)
     path = launchpad_file(uri, settings.launchpad_name, args.out)
     print(f"wrote {path}: lpad -l {path} get_wflows")
     return 0

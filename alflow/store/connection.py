@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from alflow.errors import StoreError
-from alflow.store.server import LocalServer, ensure_server
+from alflow.store.legacy import LEGACY_FORMAT
+from alflow.store.server import LocalServer, ensure_server, has_data
 
 __all__ = ["Connection", "connect", "is_mongodb_uri", "mask_uri", "resolve_store"]
 
@@ -23,7 +24,6 @@ log = logging.getLogger(__name__)
 
 _URI = re.compile(r"^mongodb(\+srv)?://", re.IGNORECASE)
 _PASSWORD = re.compile(r"(?P<head>^mongodb(\+srv)?://[^:/@]+:)(?P<password>[^@]*)(?P<tail>@)", re.I)
-_LEGACY_MAGIC = b"alflow-embedded-store"
 
 
 def is_mongodb_uri(store: str) -> bool:
@@ -58,7 +58,7 @@ def _refuse_legacy(path: Path) -> None:
     if path.is_file():
         with open(path, "rb") as handle:
             head = handle.read(64)
-    if path.suffix == ".bson" or _LEGACY_MAGIC in head:
+    if path.suffix == ".bson" or LEGACY_FORMAT.encode() in head:
         raise StoreError(
             f"{path} is a one-file store of an older alflow; import it into a server store "
             f"with: alflow server import {path} --store {path.with_suffix('')}"
@@ -66,7 +66,12 @@ def _refuse_legacy(path: Path) -> None:
 
 
 def resolve_store(
-    store: str, *, local_server: str = "secantusd-py", server_port: int = 0, timeout_s: float = 60.0
+    store: str,
+    *,
+    local_server: str = "secantusd-py",
+    server_port: int = 0,
+    timeout_s: float = 60.0,
+    pin: bool = False,
 ) -> tuple[str, LocalServer | None]:
     """The ``mongodb://`` URI behind ``store``, starting its local server if needed.
 
@@ -78,6 +83,8 @@ def resolve_store(
         The local server's program and port (0: any free port).
     timeout_s
         How long to wait for a local server to answer.
+    pin
+        Keep a local server running after every alflow process is gone.
 
     Returns
     -------
@@ -89,7 +96,9 @@ def resolve_store(
         return store, None
     path = Path(store).expanduser()
     _refuse_legacy(path)
-    server = ensure_server(path, program=local_server, port=server_port, timeout_s=timeout_s)
+    server = ensure_server(
+        path, program=local_server, port=server_port, timeout_s=timeout_s, pin=pin
+    )
     return server.uri, server
 
 
@@ -131,7 +140,7 @@ def connect(
 
     if must_exist and not is_mongodb_uri(store):
         path = Path(store).expanduser()
-        if path.suffix != ".bson" and not (path / "db").is_dir():
+        if path.suffix != ".bson" and not has_data(path):
             raise StoreError(
                 f"no alflow store at {path.resolve()} (run a campaign first, or pass --store)"
             )

@@ -18,11 +18,12 @@ import bson
 
 from alflow.errors import StoreError
 
-__all__ = ["import_legacy_store"]
+__all__ = ["LEGACY_FORMAT", "import_legacy_store"]
 
 log = logging.getLogger(__name__)
 
-_FORMAT = "alflow-embedded-store"
+#: The header's ``format`` of a one-file store.
+LEGACY_FORMAT = "alflow-embedded-store"
 _BATCH = 1000
 
 
@@ -31,8 +32,10 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
         with open(path, "rb") as handle:
             records = bson.decode_file_iter(handle)
             header = next(records, None)
-            if header is None or header.get("format") != _FORMAT:
-                raise StoreError(f"{path} is not a one-file alflow store (no {_FORMAT} header)")
+            if header is None or header.get("format") != LEGACY_FORMAT:
+                raise StoreError(
+                    f"{path} is not a one-file alflow store (no {LEGACY_FORMAT} header)"
+                )
             yield from records
     except (OSError, bson.errors.BSONError) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from None

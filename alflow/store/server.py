@@ -52,6 +52,7 @@ __all__ = [
     "SERVER_PROGRAMS",
     "LocalServer",
     "ensure_server",
+    "has_data",
     "read_record",
     "release_server",
     "stop_server",
@@ -154,6 +155,11 @@ def _ping(uri: str, timeout_s: float) -> bool:
         return False
     finally:
         client.close()
+
+
+def has_data(store_dir: str | Path) -> bool:
+    """True if ``store_dir`` holds a server's data directory (a store was created there)."""
+    return (Path(store_dir) / _DATA).is_dir()
 
 
 def read_record(store_dir: str | Path) -> LocalServer | None:

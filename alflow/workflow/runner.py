@@ -35,7 +35,7 @@ from alflow.workflow.launchpad import open_launchpad
 from alflow.workflow.pool import WorkerPool, worker_groups
 from alflow.workflow.recovery import recover_lost_runs, rerun_connection_fizzles
 from alflow.workflow.submit import prepare_campaign, submit_campaign
-from alflow.workflow.worker import launch_dir
+from alflow.workflow.worker import launch_dir, launch_one
 
 __all__ = ["FireworkDone", "RunOutcome", "run_campaign"]
 
@@ -175,38 +175,27 @@ def _retry_fizzled(launchpad: Any, store: Any, campaign: str) -> None:
         store.set_campaign_status(campaign, "running")
 
 
-def _keep_server_alive(connection: Any) -> bool:
-    """Restart the local server if it died (same port, same data); True if restarted."""
+def _keep_server_alive(connection: Any) -> None:
+    """Restart the local server if it died (same port, same data)."""
     from alflow.store.server import ensure_server, read_record
 
     local = connection.local
     if local is None or read_record(local.store_dir) is not None:
-        return False
+        return
     log.warning("the local server of %s died: restarting it", local.store_dir)
     ensure_server(local.store_dir, program=local.program)
-    return True
 
 
 def _offline_step(dispatcher: Any, launchpad: Any, fworker: Any, scratch: Path) -> None:
     """Offline mode: submit READY label Fireworks as jobs, run the quick dft ones here."""
-    from fireworks.core.rocket_launcher import launch_rocket
-
-    from alflow.workflow.worker import _working_directory
-
     dispatcher.poll()
     query = {**fworker.query, "state": "READY"}
     for fw in list(launchpad.fireworks.find(query, {"fw_id": 1}, sort=[("fw_id", 1)])):
         directory = launch_dir(scratch, fw["fw_id"])
         if dispatcher.accepts(fw["fw_id"]):
             dispatcher.submit(fw["fw_id"], directory)
-            continue
-        from fireworks import FWorker
-
-        one = FWorker(
-            name=fworker.name, category=["dft"], query={"fw_id": fw["fw_id"]}, env=fworker.env
-        )
-        with _working_directory(directory):
-            launch_rocket(launchpad, one, strm_lvl="ERROR")
+        else:
+            launch_one(launchpad, fworker, fw["fw_id"], scratch)
 
 
 def _finished(states: dict[int, dict[str, Any]], dispatcher: Any) -> bool:

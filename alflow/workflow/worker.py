@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["launch_dir", "main", "run_worker", "worker_state_path"]
+__all__ = ["launch_dir", "launch_one", "main", "run_worker", "worker_state_path"]
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,12 @@ def _next_ready(launchpad: Any, fworker: Any) -> int | None:
     return None if doc is None else int(doc["fw_id"])
 
 
-def _launch_one(launchpad: Any, fworker: Any, fw_id: int, scratch: Path) -> bool:
-    """Launch ``fw_id`` if this worker wins its checkout; True if it ran."""
+def launch_one(launchpad: Any, fworker: Any, fw_id: int, scratch: Path) -> bool:
+    """Launch ``fw_id`` in its launch directory if ``fworker`` wins its checkout; True if it ran.
+
+    The worker's query is narrowed to ``fw_id``, so FireWorks' atomic checkout
+    (``state: READY``) decides between workers that want the same Firework.
+    """
     from fireworks import FWorker
     from fireworks.core.rocket_launcher import launch_rocket
 
@@ -123,7 +127,7 @@ def run_worker(
                 time.sleep(idle_s)
                 continue
             _write_state(state, fw_id)
-            if _launch_one(launchpad, fworker, fw_id, scratch):
+            if launch_one(launchpad, fworker, fw_id, scratch):
                 launched += 1
             _write_state(state, None)
         except PyMongoError as exc:

@@ -73,7 +73,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     def progress(done: FireworkDone) -> None:
         elapsed = time.perf_counter() - started
         log.info(
-            "[%s] iteration %d %-10s %3d/%-3d %-9s %6.1f s  %s",
+            "[%s] iteration %s %-10s %3d/%-3d %-9s %6.1f s  %s",
             _clock(elapsed),
             done.iteration,
             done.step,

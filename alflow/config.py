@@ -36,6 +36,7 @@ __all__ = [
     "EMTOracle",
     "ExplorationConfig",
     "FileStructure",
+    "FinalFitConfig",
     "GPAWOracle",
     "InitialConfig",
     "LabelingConfig",
@@ -45,6 +46,7 @@ __all__ = [
     "SanityConfig",
     "SelectionConfig",
     "TrainingConfig",
+    "ValidationConfig",
     "config_hash",
     "load_campaign",
 ]
@@ -400,6 +402,45 @@ class LoopConfig(Strict):
     )
 
 
+class FinalFitConfig(Strict):
+    """The deploy committee, trained on every usable label once the campaign ends."""
+
+    epochs: int | None = Field(
+        default=None, ge=1, description="Training epochs; None: 2 × committee.training.epochs."
+    )
+    validate_after: bool = Field(
+        default=True, description="Run `alflow validate` by itself after the final fit."
+    )
+
+
+class ValidationConfig(Strict):
+    """How `alflow validate` judges the final committee (see docs/validation.md)."""
+
+    dimer_min_A: float = Field(default=0.5, gt=0, description="Shortest dimer distance (Å).")
+    dimer_points: int = Field(default=40, ge=5, description="Committee points on each curve.")
+    dimer_reference_points: int = Field(
+        default=4, ge=0, description="Reference-method points on each dimer curve."
+    )
+    eos_strain_max: float = Field(
+        default=0.06, gt=0, lt=0.3, description="Largest linear strain of the E(V) scan."
+    )
+    eos_points: int = Field(default=9, ge=5, description="Committee volumes of the E(V) scan.")
+    eos_reference_points: int = Field(
+        default=5, ge=0, description="Reference-method volumes (0: committee only)."
+    )
+    md_time_ps: float = Field(default=20.0, gt=0, description="Length of the stability run.")
+    md_min_atoms: int = Field(
+        default=32, ge=1, description="The stability cell is repeated to at least this many atoms."
+    )
+    transfer_frames: int = Field(
+        default=3, ge=0, description="Reference-labelled supercell frames per temperature."
+    )
+    transfer_min_atoms: int = Field(
+        default=32, ge=1, description="Transfer cells hold at least this many atoms."
+    )
+    seed: int = 0
+
+
 class CampaignConfig(Strict):
     """Everything a campaign computes. Stored with every result."""
 
@@ -411,6 +452,8 @@ class CampaignConfig(Strict):
     selection: SelectionConfig = SelectionConfig()
     labeling: LabelingConfig = LabelingConfig()
     loop: LoopConfig = LoopConfig()
+    final: FinalFitConfig = FinalFitConfig()
+    validation: ValidationConfig = ValidationConfig()
     base_dir: str = Field(
         default=".", description="Directory that relative paths refer to (set by load_campaign)."
     )

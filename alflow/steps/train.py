@@ -1,4 +1,8 @@
-"""Train one committee member on every frame the campaign has labeled so far."""
+"""Train one committee member on every frame the campaign has labeled so far.
+
+The same step trains the final fit's members (iteration ``FINAL``): every
+usable label, the last iteration's included, with ``final.epochs``.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from alflow.committee import train_member
-from alflow.config import config_hash
+from alflow.config import CampaignConfig, TrainingConfig, config_hash
 from alflow.errors import TrainingError
 from alflow.steps.context import StepContext
+from alflow.store.store import FINAL
 
 __all__ = ["train_committee_member"]
 
@@ -20,15 +25,39 @@ log = logging.getLogger(__name__)
 MIN_TRAINING_FRAMES = 2
 
 
-def train_committee_member(ctx: StepContext, iteration: int, member: int) -> dict[str, Any]:
-    """Train member ``member`` of iteration ``iteration`` and store its model.
+def training_settings(config: CampaignConfig, iteration: int | str) -> TrainingConfig:
+    """The campaign's training settings; the final fit's epochs for ``FINAL``."""
+    training = config.committee.training
+    if iteration != FINAL:
+        return training
+    epochs = config.final.epochs or 2 * training.epochs
+    return training.model_copy(update={"epochs": epochs})
+
+
+def _previous_member(ctx: StepContext, iteration: int | str, member: int) -> dict | None:
+    """The record a ``restart: continue`` member starts from (the latest earlier one)."""
+    query: dict[str, Any] = {"campaign": ctx.campaign, "member": member, "status": "trained"}
+    if iteration != FINAL:
+        if iteration == 0:
+            return None
+        query["iteration"] = iteration - 1
+    else:
+        query["iteration"] = {"$type": "number"}
+    records = list(ctx.store.models.find(query).sort("iteration", -1).limit(1))
+    return records[0] if records else None
+
+
+def train_committee_member(
+    ctx: StepContext, iteration: int | str, member: int
+) -> dict[str, Any]:
+    """Train member ``member`` of iteration ``iteration`` (or ``FINAL``) and store its model.
 
     Parameters
     ----------
     ctx
         Store, campaign, settings and the launch directory.
     iteration, member
-        Which model (model id ``<campaign>/itNNN/mMM``).
+        Which model (model id ``<campaign>/itNNN/mMM`` or ``<campaign>/final/mMM``).
 
     Returns
     -------
@@ -42,6 +71,7 @@ def train_committee_member(ctx: StepContext, iteration: int, member: int) -> dic
     """
     store, config = ctx.store, ctx.config
     committee = config.committee
+    training = training_settings(config, iteration)
     parameters_hash = ctx.parameters_hash
     frames = store.labeled_frames(ctx.campaign, parameters_hash)
     seed = committee.seed + member
@@ -50,23 +80,17 @@ def train_committee_member(ctx: StepContext, iteration: int, member: int) -> dic
         error = f"only {len(frames)} labeled frames; at least {MIN_TRAINING_FRAMES} are needed"
         store.record_failed_model(ctx.campaign, iteration, member, error, meta)
         raise TrainingError(f"member {member} of iteration {iteration}: {error}")
-    if committee.training.bootstrap:
-        rng = np.random.default_rng(seed + 7919 * iteration)
+    if training.bootstrap:
+        salt = 7919 * (10**6 if iteration == FINAL else iteration)
+        rng = np.random.default_rng(seed + salt)
         frames = [frames[i] for i in rng.integers(0, len(frames), len(frames))]
     keys = sorted(a.info["key"] for a in frames)
     meta["training_set_sha256"] = hashlib.sha256("\n".join(keys).encode()).hexdigest()
     meta["n_frames"] = len(frames)
 
     previous = None
-    if committee.training.restart == "continue" and iteration > 0:
-        record = store.models.find_one(
-            {
-                "campaign": ctx.campaign,
-                "iteration": iteration - 1,
-                "member": member,
-                "status": "trained",
-            }
-        )
+    if training.restart == "continue":
+        record = _previous_member(ctx, iteration, member)
         if record is not None:
             previous = store.fetch_model(record["_id"], ctx.workdir / "previous")
             meta["continued_from"] = record["_id"]
@@ -76,7 +100,7 @@ def train_committee_member(ctx: StepContext, iteration: int, member: int) -> dic
         trained = train_member(
             frames,
             model=committee.model,
-            training=committee.training,
+            training=training,
             seed=seed,
             workdir=ctx.workdir,
             e0s_eV=e0s_eV,
@@ -102,7 +126,7 @@ def train_committee_member(ctx: StepContext, iteration: int, member: int) -> dic
     )
     model_id = store.put_model(ctx.campaign, iteration, member, trained.model_path, meta)
     log.info(
-        "iteration %d member %d trained on %d frames in %.1f s (valid force RMSE %s meV/Å)",
+        "iteration %s member %d trained on %d frames in %.1f s (valid force RMSE %s meV/Å)",
         iteration,
         member,
         trained.n_train,

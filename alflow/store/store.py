@@ -10,7 +10,8 @@ Collections (see docs/schema.md for every field):
     Reference (DFT) results, unique on (structure key, parameters hash), so
     labeling is idempotent and a label is reused across campaigns.
 ``models``
-    One per committee member and iteration; the file lives in GridFS.
+    One per committee member and iteration (iteration ``"final"``: the deploy
+    committee of the final fit); the file lives in GridFS.
 ``iterations``
     The figures of each iteration.
 ``references``
@@ -35,7 +36,7 @@ from alflow.config import CampaignConfig, config_hash
 from alflow.errors import StoreError, TrainingError
 from alflow.structures import atoms_from_doc, atoms_to_doc, labeled_atoms, pymatgen_dict
 
-__all__ = ["CLASSIFIED_STATUSES", "STATUSES", "Store", "utcnow"]
+__all__ = ["CLASSIFIED_STATUSES", "FINAL", "STATUSES", "Store", "make_model_id", "utcnow"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,16 @@ STATUSES = (
 
 #: Where a walker's frame can be once its iteration has been selected.
 CLASSIFIED_STATUSES = STATUSES[STATUSES.index("accurate") :]
+
+
+#: The ``iteration`` of the final fit's models and Workflow: the campaign's result.
+FINAL = "final"
+
+
+def make_model_id(campaign: str, iteration: int | str, member: int) -> str:
+    """``<campaign>/itNNN/mMM``, or ``<campaign>/final/mMM`` for the final fit."""
+    stage = FINAL if iteration == FINAL else f"it{int(iteration):03d}"
+    return f"{campaign}/{stage}/m{member:02d}"
 
 
 def utcnow() -> datetime:
@@ -334,13 +345,19 @@ class Store:
 
     # ------------------------------------------------------------------ models
     def put_model(
-        self, campaign: str, iteration: int, member: int, path: Path, meta: Mapping[str, Any]
+        self,
+        campaign: str,
+        iteration: int | str,
+        member: int,
+        path: Path,
+        meta: Mapping[str, Any],
     ) -> str:
         """Store a member's model file in GridFS with its sha256; return the model id.
 
-        Re-running the same (campaign, iteration, member) replaces the record.
+        ``iteration`` is an iteration number or :data:`FINAL`. Re-running the
+        same (campaign, iteration, member) replaces the record.
         """
-        model_id = f"{campaign}/it{iteration:03d}/m{member:02d}"
+        model_id = make_model_id(campaign, iteration, member)
         sha256 = _sha256(path)
         old = self.models.find_one({"_id": model_id})
         if old is not None and old.get("file_id") is not None:
@@ -363,10 +380,15 @@ class Store:
         return model_id
 
     def record_failed_model(
-        self, campaign: str, iteration: int, member: int, error: str, meta: Mapping[str, Any]
+        self,
+        campaign: str,
+        iteration: int | str,
+        member: int,
+        error: str,
+        meta: Mapping[str, Any],
     ) -> None:
         """Record a member whose training failed (no file)."""
-        model_id = f"{campaign}/it{iteration:03d}/m{member:02d}"
+        model_id = make_model_id(campaign, iteration, member)
         doc = {
             "_id": model_id,
             "campaign": campaign,
@@ -380,8 +402,8 @@ class Store:
         }
         self.models.replace_one({"_id": model_id}, doc, upsert=True)
 
-    def trained_models(self, campaign: str, iteration: int) -> list[dict[str, Any]]:
-        """Model records of the members that trained in one iteration, by member."""
+    def trained_models(self, campaign: str, iteration: int | str) -> list[dict[str, Any]]:
+        """Model records of the members that trained in one iteration (or FINAL), by member."""
         return list(
             self.models.find(
                 {"campaign": campaign, "iteration": iteration, "status": "trained"}
@@ -413,6 +435,27 @@ class Store:
                 f"{record['sha256'][:12]}… for '{model_id}': refusing a tampered or corrupt model"
             )
         return path
+
+    # ------------------------------------------------------------------ the result
+    def put_final(self, campaign: str, doc: Mapping[str, Any]) -> None:
+        """Record the final fit (``campaigns.final``): members, data, held-out errors."""
+        self.campaigns.update_one(
+            {"name": campaign}, {"$set": {"final": {**doc, "updated": utcnow()}}}
+        )
+
+    def final(self, campaign: str) -> dict[str, Any] | None:
+        """The final fit's record, None before it has run (StoreError: no such campaign)."""
+        return self.campaign(campaign).get("final")
+
+    def put_validation(self, campaign: str, doc: Mapping[str, Any]) -> None:
+        """Record the validation of the final committee (``campaigns.validation``)."""
+        self.campaigns.update_one(
+            {"name": campaign}, {"$set": {"validation": {**doc, "updated": utcnow()}}}
+        )
+
+    def validation(self, campaign: str) -> dict[str, Any] | None:
+        """The last validation's figures, None if none has run."""
+        return self.campaign(campaign).get("validation")
 
     # ------------------------------------------------------------------ iterations
     def put_iteration(self, campaign: str, iteration: int, figures: Mapping[str, Any]) -> None:

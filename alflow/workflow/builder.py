@@ -7,7 +7,11 @@ metadata ``{campaign, iteration}``::
         └─► train member 0..M-1 (train) ─► walker 0..K-1 (md) ─► select (service)
               select adds: label 0..L-1 (dft) ─► collect (service, allows fizzled parents)
 
-collect adds iteration N+1 as a new Workflow when the campaign goes on.
+collect adds iteration N+1 as a new Workflow when the campaign goes on, and
+the final fit when it ends (converged or stopped)::
+
+    "<campaign> final fit": train member 0..M-1 on every label (train)
+        └─► finalize (service) ─► validate (dft; when final.validate_after)
 """
 
 from __future__ import annotations
@@ -15,19 +19,28 @@ from __future__ import annotations
 from typing import Any
 
 from alflow.config import CampaignConfig
+from alflow.store.store import FINAL
 
-__all__ = ["CATEGORIES", "iteration_workflow", "labeling_workflow", "workflow_name"]
+__all__ = [
+    "CATEGORIES",
+    "final_workflow",
+    "iteration_workflow",
+    "labeling_workflow",
+    "workflow_name",
+]
 
 #: Firework categories: workers name the ones they run.
 CATEGORIES = ("train", "md", "service", "dft")
 
 
-def workflow_name(campaign: str, iteration: int) -> str:
+def workflow_name(campaign: str, iteration: int | str) -> str:
     """The Workflow's name, as shown in the FireWorks web GUI."""
-    return f"{campaign} iteration {iteration}"
+    return f"{campaign} final fit" if iteration == FINAL else f"{campaign} iteration {iteration}"
 
 
-def _spec(config: CampaignConfig, iteration: int, step: str, category: str, **extra: Any) -> dict:
+def _spec(
+    config: CampaignConfig, iteration: int | str, step: str, category: str, **extra: Any
+) -> dict:
     return {
         "campaign": config.name,
         "iteration": iteration,
@@ -38,7 +51,7 @@ def _spec(config: CampaignConfig, iteration: int, step: str, category: str, **ex
     }
 
 
-def _dft_spec(config: CampaignConfig, iteration: int, step: str, **extra: Any) -> dict:
+def _dft_spec(config: CampaignConfig, iteration: int | str, step: str, **extra: Any) -> dict:
     queue = config.labeling.queue
     hours, minutes = divmod(queue.walltime_min, 60)
     spec = _spec(config, iteration, step, "dft", **extra)
@@ -143,3 +156,37 @@ def iteration_workflow(
         name=workflow_name(name, iteration),
         metadata=metadata,
     )
+
+
+def final_workflow(config: CampaignConfig) -> Any:
+    """The final fit: the deploy committee on every label, its record, its validation."""
+    from fireworks import Firework, Workflow
+
+    from alflow.workflow.tasks import FinalizeTask, TrainTask, ValidateTask
+
+    name = config.name
+    trains = [
+        Firework(
+            [TrainTask()],
+            spec=_spec(config, FINAL, "train", "train", member=m),
+            name=f"{name} final train m{m}",
+        )
+        for m in range(config.committee.members)
+    ]
+    finalize = Firework(
+        [FinalizeTask()],
+        spec=_spec(config, FINAL, "finalize", "service", _allow_fizzled_parents=True),
+        name=f"{name} final record",
+    )
+    fireworks = [*trains, finalize]
+    links: dict[Any, list[Any]] = {fw: [finalize] for fw in trains}
+    if config.final.validate_after:
+        validate = Firework(
+            [ValidateTask()],
+            spec=_dft_spec(config, FINAL, "validate"),
+            name=f"{name} validate",
+        )
+        fireworks.append(validate)
+        links[finalize] = [validate]
+    metadata = {"campaign": name, "iteration": FINAL}
+    return Workflow(fireworks, links, name=workflow_name(name, FINAL), metadata=metadata)

@@ -68,7 +68,7 @@ class FireworkDone:
     name: str
     state: str
     seconds: float
-    iteration: int
+    iteration: int | str
     step: str
     step_done: int
     step_total: int
@@ -149,7 +149,7 @@ class _Tracker:
             name=fw["name"],
             state=fw["state"],
             seconds=float((launch or {}).get("runtime_secs") or 0.0),
-            iteration=int(spec.get("iteration", -1)),
+            iteration=spec.get("iteration", -1),
             step=str(spec.get("step", "?")),
             step_done=done + 1,
             step_total=len(same),

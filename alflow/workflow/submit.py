@@ -16,7 +16,8 @@ from alflow.structures import (
     seed_frames,
     structure_key,
 )
-from alflow.workflow.builder import iteration_workflow, workflow_name
+from alflow.store.store import FINAL
+from alflow.workflow.builder import final_workflow, iteration_workflow, workflow_name
 from alflow.workflow.launchpad import open_launchpad
 
 __all__ = ["add_iteration", "iteration_exists", "prepare_campaign", "submit_campaign"]
@@ -56,8 +57,8 @@ def prepare_campaign(config: CampaignConfig) -> list[Atoms]:
     return structures
 
 
-def iteration_exists(launchpad: Any, campaign: str, iteration: int) -> bool:
-    """True if the LaunchPad holds a Workflow for (campaign, iteration)."""
+def iteration_exists(launchpad: Any, campaign: str, iteration: int | str) -> bool:
+    """True if the LaunchPad holds a Workflow for (campaign, iteration or FINAL)."""
     query = {"metadata.campaign": campaign, "metadata.iteration": iteration}
     return launchpad.workflows.count_documents(query) > 0
 
@@ -73,6 +74,7 @@ def submit_campaign(config: CampaignConfig, store: Store, launchpad: Any) -> boo
     structures = prepare_campaign(config)
     store.register_campaign(config)
     if iteration_exists(launchpad, config.name, 0):
+        _add_missing_final(config, store, launchpad)
         return False
     unique_keys: list[str] = []
     for kind, frames in (
@@ -95,10 +97,18 @@ def submit_campaign(config: CampaignConfig, store: Store, launchpad: Any) -> boo
     return True
 
 
+def _add_missing_final(config: CampaignConfig, store: Store, launchpad: Any) -> None:
+    """An ended campaign from before the final fit existed gets it now (resume)."""
+    ended = store.campaign(config.name)["status"] in ("converged", "stopped")
+    if ended and not iteration_exists(launchpad, config.name, FINAL):
+        launchpad.add_wf(final_workflow(config))
+        log.info("campaign '%s' ended without a final fit: %s added", config.name, workflow_name(config.name, FINAL))
+
+
 def add_iteration(
-    config: CampaignConfig, iteration: int, connection: Connection, launchpad_name: str
+    config: CampaignConfig, iteration: int | str, connection: Connection, launchpad_name: str
 ) -> bool:
-    """Add the Workflow of ``iteration`` unless it exists (collect calls this).
+    """Add the Workflow of ``iteration`` (or the final fit) unless it exists (collect calls this).
 
     Returns
     -------
@@ -112,6 +122,7 @@ def add_iteration(
     if iteration_exists(launchpad, config.name, iteration):
         log.info("%s exists already", workflow_name(config.name, iteration))
         return False
-    launchpad.add_wf(iteration_workflow(config, iteration))
+    workflow = final_workflow(config) if iteration == FINAL else iteration_workflow(config, iteration)
+    launchpad.add_wf(workflow)
     log.info("%s added", workflow_name(config.name, iteration))
     return True

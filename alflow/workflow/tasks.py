@@ -20,7 +20,16 @@ from alflow.settings import Settings, load_settings
 from alflow.steps.context import StepContext
 from alflow.store import Connection, Store, open_store
 
-__all__ = ["CollectTask", "ExploreTask", "LabelTask", "ReferenceTask", "SelectTask", "TrainTask"]
+__all__ = [
+    "CollectTask",
+    "ExploreTask",
+    "FinalizeTask",
+    "LabelTask",
+    "ReferenceTask",
+    "SelectTask",
+    "TrainTask",
+    "ValidateTask",
+]
 
 log = logging.getLogger(__name__)
 
@@ -121,20 +130,47 @@ class SelectTask(FiretaskBase):
 
 @explicit_serialize
 class CollectTask(FiretaskBase):
-    """Close the iteration; add the next iteration's Workflow when the campaign goes on."""
+    """Close the iteration; add the next iteration's Workflow, or the final fit at the end."""
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
         from alflow.steps.collect import collect_iteration
+        from alflow.store.store import FINAL
         from alflow.workflow.submit import add_iteration
 
         ctx = step_context(fw_spec)
         iteration = fw_spec["iteration"]
         decision = collect_iteration(ctx, iteration, fw_spec.get("_fizzled_parents", []))
+        settings = worker_settings(fw_spec)
+        connection, _ = worker_store(settings)
         added = False
         if decision.go_on:
-            settings = worker_settings(fw_spec)
-            connection, _ = worker_store(settings)
             added = add_iteration(ctx.config, iteration + 1, connection, settings.launchpad_name)
+        elif decision.status in ("converged", "stopped"):
+            added = add_iteration(ctx.config, FINAL, connection, settings.launchpad_name)
         return FWAction(
             stored_data={"status": decision.status, "reason": decision.reason, "next_added": added}
         )
+
+
+@explicit_serialize
+class FinalizeTask(FiretaskBase):
+    """Record the final fit (members, data, held-out errors) as the campaign's result."""
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        from alflow.steps.final import finalize_fit
+
+        record = finalize_fit(step_context(fw_spec))
+        summary = {k: record.get(k) for k in ("status", "n_members", "n_labels", "reason")}
+        return FWAction(stored_data=summary)
+
+
+@explicit_serialize
+class ValidateTask(FiretaskBase):
+    """Validate the final committee (dimers, E(V), MD stability, held-out, transfer)."""
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        from alflow.validation import validate_potential
+
+        ctx = step_context(fw_spec)
+        summary = validate_potential(ctx, out_dir=ctx.workdir / "validation")
+        return FWAction(stored_data={"validation": summary.get("summary")})

@@ -82,9 +82,7 @@ def load_potential(
     with tempfile.TemporaryDirectory(prefix="alflow-potential-") as tmp:
         target = Path(directory) if directory is not None else Path(tmp)
         paths = [store.fetch_model(m["_id"], target) for m in models]
-        calc = load_committee(
-            paths, device=device, dtype=dtype or config.committee.training.dtype
-        )
+        calc = load_committee(paths, device=device, dtype=dtype or config.committee.training.dtype)
     calc.final_record = record
     return calc
 
@@ -94,6 +92,10 @@ def _only_final_campaign(store: Store) -> str:
     if len(names) != 1:
         raise StoreError(
             "name the campaign: "
-            + (f"campaigns with a final fit: {', '.join(names)}" if names else "no campaign in this store has a final fit")
+            + (
+                f"campaigns with a final fit: {', '.join(names)}"
+                if names
+                else "no campaign in this store has a final fit"
+            )
         )
     return names[0]

@@ -47,9 +47,7 @@ def _previous_member(ctx: StepContext, iteration: int | str, member: int) -> dic
     return records[0] if records else None
 
 
-def train_committee_member(
-    ctx: StepContext, iteration: int | str, member: int
-) -> dict[str, Any]:
+def train_committee_member(ctx: StepContext, iteration: int | str, member: int) -> dict[str, Any]:
     """Train member ``member`` of iteration ``iteration`` (or ``FINAL``) and store its model.
 
     Parameters

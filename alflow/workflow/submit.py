@@ -10,13 +10,13 @@ from ase import Atoms
 from alflow.config import CampaignConfig
 from alflow.errors import ConfigError
 from alflow.store import Connection, Store
+from alflow.store.store import FINAL
 from alflow.structures import (
     build_initial_structures,
     holdout_frames,
     seed_frames,
     structure_key,
 )
-from alflow.store.store import FINAL
 from alflow.workflow.builder import final_workflow, iteration_workflow, workflow_name
 from alflow.workflow.launchpad import open_launchpad
 
@@ -102,7 +102,11 @@ def _add_missing_final(config: CampaignConfig, store: Store, launchpad: Any) -> 
     ended = store.campaign(config.name)["status"] in ("converged", "stopped")
     if ended and not iteration_exists(launchpad, config.name, FINAL):
         launchpad.add_wf(final_workflow(config))
-        log.info("campaign '%s' ended without a final fit: %s added", config.name, workflow_name(config.name, FINAL))
+        log.info(
+            "campaign '%s' ended without a final fit: %s added",
+            config.name,
+            workflow_name(config.name, FINAL),
+        )
 
 
 def add_iteration(
@@ -122,7 +126,9 @@ def add_iteration(
     if iteration_exists(launchpad, config.name, iteration):
         log.info("%s exists already", workflow_name(config.name, iteration))
         return False
-    workflow = final_workflow(config) if iteration == FINAL else iteration_workflow(config, iteration)
+    workflow = (
+        final_workflow(config) if iteration == FINAL else iteration_workflow(config, iteration)
+    )
     launchpad.add_wf(workflow)
     log.info("%s added", workflow_name(config.name, iteration))
     return True

@@ -10,7 +10,7 @@ pymatgen's ``Structure.as_dict()``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ __all__ = [
     "holdout_frames",
     "labeled_atoms",
     "min_distance_A",
+    "shortest_pair_distances_A",
     "seed_frames",
     "structure_key",
 ]
@@ -81,6 +82,30 @@ def min_distance_A(atoms: Atoms) -> float:
             return float(distances.min())
         cutoff *= 2
     return float("inf")
+
+
+def shortest_pair_distances_A(
+    frames: Iterable[Atoms], cutoff_A: float = 4.0
+) -> dict[tuple[str, str], float]:
+    """Shortest distance (Å) of each element pair over ``frames``, periodic images included.
+
+    Keys are alphabetically sorted symbol pairs, e.g. ``("Au", "Cu")``; a
+    pair never closer than ``cutoff_A`` in any frame is absent.
+    """
+    from ase.neighborlist import neighbor_list
+
+    shortest: dict[tuple[str, str], float] = {}
+    for atoms in frames:
+        if len(atoms) < 2:
+            continue
+        i, j, d = neighbor_list("ijd", atoms, float(cutoff_A))
+        numbers = atoms.numbers
+        lo, hi = np.minimum(numbers[i], numbers[j]), np.maximum(numbers[i], numbers[j])
+        for z_lo, z_hi in set(zip(lo.tolist(), hi.tolist(), strict=True)):
+            dist = float(d[(lo == z_lo) & (hi == z_hi)].min())
+            pair = tuple(sorted((chemical_symbols[z_lo], chemical_symbols[z_hi])))
+            shortest[pair] = min(dist, shortest.get(pair, np.inf))  # type: ignore[index]
+    return shortest
 
 
 def atoms_to_doc(atoms: Atoms) -> dict[str, Any]:

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 #: Statuses a structure goes through. ``seed``: labeled before iteration 0;
 #: ``holdout``: labeled before iteration 0 as a test set, never trained on;
+#: ``validation``: made and labeled by ``alflow validate``, never trained on;
 #: ``explored``: saved by a walker, not yet classified; ``accurate`` /
 #: ``candidate`` / ``unphysical``: below / inside / above the trust window;
 #: ``selected``: queued for DFT; ``labeled`` / ``failed``: DFT done / failed;
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 STATUSES = (
     "seed",
     "holdout",
+    "validation",
     "explored",
     "accurate",
     "candidate",

@@ -30,8 +30,8 @@ __all__ = [
     "holdout_frames",
     "labeled_atoms",
     "min_distance_A",
-    "shortest_pair_distances_A",
     "seed_frames",
+    "shortest_pair_distances_A",
     "structure_key",
 ]
 

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from alflow.errors import ConfigError
 
@@ -45,6 +52,7 @@ __all__ = [
     "QueueResources",
     "SanityConfig",
     "SelectionConfig",
+    "ShortRangeConfig",
     "TrainingConfig",
     "ValidationConfig",
     "config_hash",
@@ -86,6 +94,35 @@ class FileStructure(Strict):
 StructureSpec = Annotated[BulkStructure | FileStructure, Field(discriminator="kind")]
 
 
+class ShortRangeConfig(Strict):
+    """Close-contact seed frames labeled before iteration 0 (alflow.contacts)."""
+
+    dimer_distance_factors: tuple[float, ...] = Field(
+        default=(0.7, 0.85, 1.0, 1.2),
+        description="Isolated dimers of every element pair at these × the sum of covalent "
+        "radii; () for none.",
+    )
+    dimer_vacuum_A: float = Field(default=6.0, gt=0, description="Vacuum around a dimer (Å).")
+    squeeze_factors: tuple[float, ...] = Field(
+        default=(0.7, 0.8),
+        description="Copies of each structure with one nearest pair per element pair pushed "
+        "to these × its distance; () for none.",
+    )
+    loss_weight: float = Field(
+        default=0.1,
+        ge=0,
+        description="MACE loss weight of these frames (config_weight): they set the "
+        "repulsion without taking the model's capacity from the bulk.",
+    )
+
+    @field_validator("dimer_distance_factors", "squeeze_factors")
+    @classmethod
+    def _fractions(cls, values: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0.3 <= v <= 2.0 for v in values):
+            raise ValueError("factors must lie between 0.3 and 2.0")
+        return values
+
+
 class InitialConfig(Strict):
     """Starting structures and the seed training set made from them."""
 
@@ -109,6 +146,7 @@ class InitialConfig(Strict):
         gt=0,
         description="Held-out copies are rattled by this × rattle_stdev_A (own random stream).",
     )
+    short_range: ShortRangeConfig = ShortRangeConfig()
 
 
 # --------------------------------------------------------------------------- committee
@@ -137,7 +175,11 @@ class TrainingConfig(Strict):
     )
     valid_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     dtype: Literal["float32", "float64"] = "float32"
-    pair_repulsion: bool = Field(default=True, description="ZBL short-range repulsion prior.")
+    pair_repulsion: bool = Field(
+        default=True,
+        description="ZBL repulsive prior below the shortest pair of the training data "
+        "(alflow.committee.repulsion), put into every trained model.",
+    )
     ema: bool = Field(default=True, description="Exponential moving average of the weights.")
     restart: Literal["continue", "scratch"] = Field(
         default="continue", description="continue: start from the previous iteration's member."
@@ -211,7 +253,15 @@ class ExplorationConfig(Strict):
 class SanityConfig(Strict):
     """Physical sanity checks applied before any DFT job is queued."""
 
-    min_distance_A: float = Field(default=1.5, gt=0, description="Closest allowed pair (Å).")
+    min_distance_A: float | None = Field(
+        default=None,
+        gt=0,
+        description="Closest allowed pair (Å) for walkers and DFT; None: min_distance_fraction "
+        "× the shortest distance of that element pair in the training data.",
+    )
+    min_distance_fraction: float = Field(
+        default=0.85, gt=0, le=1, description="See min_distance_A."
+    )
     max_atoms: int = Field(default=500, ge=1)
     min_volume_per_atom_A3: float = Field(default=5.0, gt=0)
     max_volume_per_atom_A3: float = Field(default=100.0, gt=0)
@@ -414,23 +464,49 @@ class FinalFitConfig(Strict):
 
 
 class ValidationConfig(Strict):
-    """How `alflow validate` judges the final committee (see docs/validation.md)."""
+    """How `alflow validate` judges the final committee (see docs/validation.md).
+
+    Fields may be added here but never removed or renamed: a stored campaign
+    config is validated with this class when it is read back.
+    """
 
     dimer_min_A: float = Field(default=0.5, gt=0, description="Shortest dimer distance (Å).")
     dimer_points: int = Field(default=40, ge=5, description="Committee points on each curve.")
     dimer_reference_points: int = Field(
-        default=4, ge=0, description="Reference-method points on each dimer curve."
+        default=4,
+        ge=0,
+        description="Reference-method points on each dimer curve, from max(dimer_min_A, 0.6 × "
+        "the sum of covalent radii) to the cutoff (0: none; 1 is raised to 2).",
     )
     eos_strain_max: float = Field(
         default=0.06, gt=0, lt=0.3, description="Largest linear strain of the E(V) scan."
     )
     eos_points: int = Field(default=9, ge=5, description="Committee volumes of the E(V) scan.")
     eos_reference_points: int = Field(
-        default=5, ge=0, description="Reference-method volumes (0: committee only)."
+        default=5,
+        ge=0,
+        description="Reference-method volumes (0: committee only; fewer than 5 are raised to 5).",
     )
-    md_time_ps: float = Field(default=20.0, gt=0, description="Length of the stability run.")
+    eos_a0_tolerance_A: float = Field(
+        default=0.02,
+        gt=0,
+        description="The committee's lattice constant passes within this of the reference's (Å).",
+    )
+    md_time_ps: float = Field(default=10.0, gt=0, description="Length of the stability run.")
     md_min_atoms: int = Field(
         default=32, ge=1, description="The stability cell is repeated to at least this many atoms."
+    )
+    md_distance_tolerance_A: float = Field(
+        default=0.3,
+        ge=0,
+        description="MD stays physical while no pair comes closer than the training data's "
+        "shortest distance for that pair minus this (Å); closer stops the run.",
+    )
+    md_temperature_factor: float = Field(
+        default=1.25,
+        gt=1,
+        description="The mean temperature of the run's last half lies within target / f and "
+        "target × f.",
     )
     transfer_frames: int = Field(
         default=3, ge=0, description="Reference-labelled supercell frames per temperature."
@@ -438,7 +514,20 @@ class ValidationConfig(Strict):
     transfer_min_atoms: int = Field(
         default=32, ge=1, description="Transfer cells hold at least this many atoms."
     )
-    seed: int = 0
+    transfer_equilibration_ps: float = Field(
+        default=0.5, ge=0, description="Committee MD before the first transfer frame."
+    )
+    transfer_spacing_ps: float = Field(
+        default=0.2, gt=0, description="Committee MD between two transfer frames."
+    )
+    transfer_strain: float = Field(
+        default=0.02,
+        ge=0,
+        lt=0.3,
+        description="Linear strain of one extra frame per temperature (the last MD frame "
+        "stretched uniformly; 0: none).",
+    )
+    seed: int = Field(default=0, description="Seed of the stability and transfer MD.")
 
 
 class CampaignConfig(Strict):

@@ -38,8 +38,9 @@ import numpy as np
 from ase import Atoms
 from scipy.spatial.distance import cdist
 
-from alflow.config import SanityConfig, SelectionConfig
+from alflow.config import SelectionConfig
 from alflow.errors import StructureError
+from alflow.labeling.sanity import sanity_reason
 
 __all__ = [
     "ACCURATE",
@@ -47,7 +48,6 @@ __all__ = [
     "FAILED",
     "Rescore",
     "Selection",
-    "basic_sanity_check",
     "classify",
     "deduplicate",
     "descriptor_species",
@@ -386,46 +386,6 @@ def deduplicate(keys: Sequence[str], known_keys: Collection[str]) -> np.ndarray:
     return mask
 
 
-def basic_sanity_check(atoms: Atoms, sanity: SanityConfig) -> str | None:
-    """Minimal physical checks before a structure is sent to DFT.
-
-    Parameters
-    ----------
-    atoms
-        The structure.
-    sanity
-        Limits: closest pair distance (Å), number of atoms and, for 3D
-        periodic cells, volume per atom (Å³).
-
-    Returns
-    -------
-    str or None
-        Why the structure is rejected, or None if it passes.
-    """
-    if len(atoms) == 0:
-        return "no atoms"
-    if not np.all(np.isfinite(atoms.positions)):
-        return "non-finite positions"
-    if not np.all(np.isfinite(np.asarray(atoms.cell))):
-        return "non-finite cell"
-    if len(atoms) > sanity.max_atoms:
-        return f"{len(atoms)} atoms > max_atoms {sanity.max_atoms}"
-    if atoms.pbc.all():
-        volume_per_atom = abs(atoms.get_volume()) / len(atoms)
-        if not (sanity.min_volume_per_atom_A3 <= volume_per_atom <= sanity.max_volume_per_atom_A3):
-            return (
-                f"volume {volume_per_atom:.2f} Å³/atom outside "
-                f"[{sanity.min_volume_per_atom_A3:g}, {sanity.max_volume_per_atom_A3:g}]"
-            )
-    if len(atoms) > 1 or atoms.pbc.any():
-        from ase.neighborlist import neighbor_list
-
-        distances = neighbor_list("d", atoms, float(sanity.min_distance_A))
-        if len(distances) and distances.min() < sanity.min_distance_A:
-            return f"atoms {distances.min():.2f} Å apart (min {sanity.min_distance_A:g})"
-    return None
-
-
 @dataclass
 class Selection:
     """Outcome of one iteration's selection.
@@ -502,7 +462,7 @@ def select_candidates(
         with ``descriptors``, by the same method.
     sanity_check
         Returns a reason to reject a structure, or None. Default:
-        :func:`basic_sanity_check` with ``selection.sanity``.
+        :func:`alflow.labeling.sanity.sanity_reason` with ``selection.sanity``.
     window
         (lo, hi) window in the units of the score; default
         ``(selection.trust_lo_eV_A, selection.trust_hi_eV_A)``.
@@ -572,7 +532,7 @@ def select_candidates(
     rejected: dict[int, str] = {}
 
     def default_check(atoms: Atoms) -> str | None:
-        return basic_sanity_check(atoms, selection.sanity)
+        return sanity_reason(atoms, selection.sanity)
 
     check = sanity_check if sanity_check is not None else default_check
     candidates = np.flatnonzero(classes == CANDIDATE)

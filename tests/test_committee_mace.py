@@ -80,6 +80,37 @@ def test_zbl_prior_repels_squeezed_pair(model_paths: list[Path]) -> None:
     assert energies_eV[-1] - energies_eV[0] > 30.0
 
 
+def test_prior_is_zero_on_the_training_data(model_paths: list[Path], frames: list[Atoms]) -> None:
+    """The repulsive prior switches off at the data's shortest pair: the fit is unchanged."""
+    from alflow.committee import load_committee
+
+    for path in model_paths:
+        assert path.name.endswith(".repulsive.model")
+        bare = path.with_name(path.name.replace(".repulsive.model", ".model"))
+        with_prior, without = load_committee([path, path]), load_committee([bare, bare])
+        for atoms in frames[:4]:
+            a, b = atoms.copy(), atoms.copy()
+            a.calc, b.calc = with_prior, without
+            assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-6)
+            np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-6)
+
+
+def test_dimer_energy_rises_below_the_data(model_paths: list[Path], frames: list[Atoms]) -> None:
+    """Isolated Cu2: the energy rises monotonically from the data's shortest pair to 0.5 Å."""
+    from alflow.contacts import dimer
+    from alflow.structures import shortest_pair_distances_A
+
+    shortest_A = shortest_pair_distances_A(frames)[("Cu", "Cu")]
+    calc = committee(model_paths)
+    distances_A = np.arange(0.5, shortest_A, 0.01)
+    energies_eV = []
+    for r in distances_A:
+        atoms = dimer("Cu", "Cu", float(r), 6.0)
+        atoms.calc = calc
+        energies_eV.append(atoms.get_potential_energy())
+    assert np.all(np.diff(energies_eV) < 0), "pair energy falls somewhere below the data"
+
+
 def test_far_off_configurations_are_flagged(model_paths: list[Path]) -> None:
     calc = committee(model_paths)
     rng = np.random.default_rng(11)

@@ -166,7 +166,7 @@ def test_overlapping_atoms_stop_walker():
     result = run_walker(
         atoms, FakeCommittee(), steps=50, seed=0, **{**WALKER, "trust_hi_eV_A": np.inf}
     )
-    assert result.stop_reason == "atoms 0.50 Å apart (min 1.5) at step 0"
+    assert result.stop_reason == "atoms 0 (Cu) and 1 (Cu) 0.50 Å apart (min 1.5) at step 0"
     assert result.steps_done == 0
     assert len(result.frames) == 1 and result.frames[0].stopped
 

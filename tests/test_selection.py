@@ -13,7 +13,6 @@ from alflow.selection import (
     ACCURATE,
     CANDIDATE,
     FAILED,
-    basic_sanity_check,
     classify,
     deduplicate,
     descriptor_species,
@@ -217,7 +216,7 @@ def test_select_candidates_rejects_duplicates_and_insane_frames():
     )
     assert result.rejected[2] == "duplicate of a known structure"
     assert result.rejected[5] == "duplicate of frame 0"
-    assert result.rejected[3] == "sanity: atoms 0.40 Å apart (min 1.5)"
+    assert result.rejected[3] == "sanity: atoms 0 (Cu) and 1 (Cu) are 0.400 Å apart (< 1.5 Å)"
     assert sorted(result.selected) == [0, 1, 4]
     assert result.counts["duplicate"] == 2
     assert result.counts["rejected"] == 1
@@ -247,7 +246,9 @@ def test_select_candidates_empty_and_nothing_to_label():
         select_candidates(frames, np.full(2, 0.2), keys, selection=CONFIG, budget=5)
 
 
-def test_basic_sanity_check():
+def test_sanity_check():
+    from alflow.labeling.sanity import sanity_reason as basic_sanity_check
+
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
     assert basic_sanity_check(atoms, CONFIG.sanity) is None
     squeezed = atoms.copy()
@@ -255,4 +256,4 @@ def test_basic_sanity_check():
     assert "volume" in basic_sanity_check(squeezed, CONFIG.sanity)
     broken = atoms.copy()
     broken.positions[0, 0] = np.nan
-    assert basic_sanity_check(broken, CONFIG.sanity) == "non-finite positions"
+    assert basic_sanity_check(broken, CONFIG.sanity) == "non-finite position of atom 0"

@@ -44,6 +44,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
+from alflow.committee.repulsion import with_repulsion, without_repulsion
 from alflow.config import MaceModelConfig, TrainingConfig
 from alflow.errors import TrainingError
 from alflow.procutil import die_with_parent
@@ -133,10 +134,19 @@ def _check_frames(frames: Sequence[Atoms]) -> None:
             raise TrainingError(f"frame {i}: non-finite positions or cell")
 
 
+#: Per-frame loss settings MACE reads from ``atoms.info`` (kept when writing training files).
+MACE_FRAME_KEYS = ("config_type", "config_weight")
+
+
 def _to_training_atoms(atoms: Atoms) -> Atoms:
-    """Copy of a labeled frame with its labels as REF_* info/arrays (no calculator)."""
+    """Copy of a labeled frame with its labels as REF_* info/arrays (no calculator).
+
+    ``config_type`` and ``config_weight`` in ``atoms.info`` are kept: MACE
+    scales the frame's loss by the weight.
+    """
     results = atoms.calc.results
     plain = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    plain.info.update({k: atoms.info[k] for k in MACE_FRAME_KEYS if k in atoms.info})
     plain.info[ENERGY_KEY] = float(results["energy"])
     plain.arrays[FORCES_KEY] = np.asarray(results["forces"], dtype=float).copy()
     stress = results.get("stress")
@@ -268,8 +278,6 @@ def build_train_argv(
         argv += ["--loss", "weighted"]
     if training.ema:
         argv.append("--ema")
-    if training.pair_repulsion:
-        argv.append("--pair_repulsion")
     if previous_model is not None:
         argv += ["--foundation_model", str(Path(previous_model).resolve())]
     return argv
@@ -544,6 +552,8 @@ def train_member(
         previous_model = Path(previous_model).resolve()
         if not previous_model.is_file():
             raise TrainingError(f"previous model not found: {previous_model}")
+        if training.pair_repulsion:  # the prior follows this run's data: start without it
+            previous_model = without_repulsion(previous_model)
         if previous_model.parent == workdir or workdir in previous_model.parents:
             # this run cleans its workdir first: keep the previous model out of the way
             kept = workdir / f"{name}.previous.model"
@@ -634,6 +644,8 @@ def train_member(
                 f"log: {log_path}\n--- last lines ---\n{_log_tail(log_path)}"
             ) from exc2
 
+    if training.pair_repulsion:
+        model_path, hyperparameters["repulsion"] = with_repulsion(model_path, frames, model.r_max_A)
     hyperparameters["argv"] = argv
     hyperparameters["log_path"] = str(log_path)
     hyperparameters["valid_errors"] = errors

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from alflow.contacts import ContactLimits
 from alflow.errors import ExplorationError
 
 __all__ = [
@@ -27,7 +28,6 @@ __all__ = [
     "check_temperature",
     "check_uncertainty",
     "max_force_deviation_eV_A",
-    "smallest_distance_below_A",
 ]
 
 logger = logging.getLogger(__name__)
@@ -128,32 +128,16 @@ def check_uncertainty(max_force_dev_eV_A: float, trust_hi_eV_A: float, step: int
     return None
 
 
-def smallest_distance_below_A(atoms: Atoms, min_distance_A: float) -> float | None:
-    """Smallest interatomic distance (Å) if it is below ``min_distance_A``, else None.
-
-    Uses an ASE neighbour list with cutoff ``min_distance_A``, so it only
-    looks at close pairs and stays cheap (periodic images included).
-    """
-    if len(atoms) < 2 and not atoms.pbc.any():
-        return None
-    from ase.neighborlist import neighbor_list
-
-    distances = neighbor_list("d", atoms, float(min_distance_A))
-    if len(distances) == 0:
-        return None
-    closest = float(distances.min())
-    return closest if closest < min_distance_A else None
-
-
-def check_min_distance(atoms: Atoms, min_distance_A: float, step: int) -> str | None:
-    """Stop when two atoms come closer than ``min_distance_A`` (Å).
+def check_min_distance(atoms: Atoms, limits: ContactLimits | float, step: int) -> str | None:
+    """Stop when two atoms come closer than their pair's limit (Å).
 
     Parameters
     ----------
     atoms
         The walker's atoms.
-    min_distance_A
-        Closest allowed pair distance (Å); 0 disables the check.
+    limits
+        Closest allowed distance per element pair, or one distance (Å; 0
+        disables the check).
     step
         Current MD step.
 
@@ -162,12 +146,19 @@ def check_min_distance(atoms: Atoms, min_distance_A: float, step: int) -> str | 
     str or None
         The reason to stop, or None.
     """
-    if min_distance_A <= 0:
-        return None
-    closest = smallest_distance_below_A(atoms, min_distance_A)
+    if not isinstance(limits, ContactLimits):
+        if limits <= 0:
+            return None
+        limits = ContactLimits(float(limits))
+    closest = limits.violation(atoms)
     if closest is None:
         return None
-    return f"atoms {closest:.2f} Å apart (min {min_distance_A:g}) at step {step}"
+    distance_A, i, j, limit_A = closest
+    symbols = atoms.get_chemical_symbols()
+    return (
+        f"atoms {i} ({symbols[i]}) and {j} ({symbols[j]}) {distance_A:.2f} Å apart "
+        f"(min {limit_A:.3g}) at step {step}"
+    )
 
 
 def check_temperature(

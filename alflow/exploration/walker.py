@@ -70,6 +70,7 @@ from ase.calculators.calculator import Calculator
 from ase.md.md import MolecularDynamics
 
 from alflow.config import ExplorationConfig
+from alflow.contacts import ContactLimits
 from alflow.errors import ExplorationError
 from alflow.exploration.observers import (
     check_min_distance,
@@ -287,7 +288,7 @@ def run_walker(
     sample_interval_steps: int,
     seed: int,
     trust_hi_eV_A: float,
-    min_distance_A: float,
+    min_distance_A: ContactLimits | float,
     max_temperature_factor: float,
     ensemble: str = "nvt",
     pressure_GPa: float = 0.0,
@@ -321,7 +322,9 @@ def run_walker(
     trust_hi_eV_A
         Stop when the committee's max force deviation reaches it (eV/Å).
     min_distance_A
-        Stop when two atoms are closer (Å); checked at full committee evaluations.
+        Stop when two atoms are closer than their pair's limit (Å; one number
+        or :class:`~alflow.contacts.ContactLimits`); checked at full committee
+        evaluations.
     max_temperature_factor
         Stop when the kinetic temperature exceeds this × ``temperature_K``.
     ensemble

@@ -12,6 +12,7 @@ import numpy as np
 from ase import Atoms
 
 from alflow.config import SanityConfig
+from alflow.contacts import ContactLimits
 
 __all__ = ["sanity_reason"]
 
@@ -20,20 +21,9 @@ logger = logging.getLogger(__name__)
 _MIN_VOLUME_A3 = 1e-6
 
 
-def _closest_pair(atoms: Atoms, cutoff_A: float) -> tuple[float, int, int] | None:
-    """Closest pair (distance Å, i, j) within ``cutoff_A``, periodic images included."""
-    from ase.neighborlist import neighbor_list
-
-    if len(atoms) == 0:
-        return None
-    i, j, d = neighbor_list("ijd", atoms, cutoff_A, self_interaction=False)
-    if len(d) == 0:
-        return None
-    k = int(np.argmin(d))
-    return float(d[k]), int(i[k]), int(j[k])
-
-
-def sanity_reason(atoms: Atoms, sanity: SanityConfig) -> str | None:
+def sanity_reason(
+    atoms: Atoms, sanity: SanityConfig, limits: ContactLimits | None = None
+) -> str | None:
     """Why a configuration must not be labeled, or None when it is fine.
 
     Checks, in order: number of atoms, finite positions and cell, a
@@ -46,6 +36,9 @@ def sanity_reason(atoms: Atoms, sanity: SanityConfig) -> str | None:
         The configuration.
     sanity
         Thresholds (``min_distance_A``, ``max_atoms``, volume-per-atom bounds in Å³).
+    limits
+        Closest allowed distance per element pair (from the training data);
+        None: ``sanity.min_distance_A`` or the fallback.
 
     Returns
     -------
@@ -85,17 +78,18 @@ def sanity_reason(atoms: Atoms, sanity: SanityConfig) -> str | None:
             lengths_A = np.linalg.norm(cell, axis=1)
             if np.any(lengths_A[pbc] < _MIN_VOLUME_A3):
                 return "degenerate cell (zero-length periodic cell vector)"
-    closest = _closest_pair(atoms, sanity.min_distance_A)
+    limits = limits or ContactLimits.from_data(sanity, {})
+    closest = limits.violation(atoms)
     if closest is not None:
-        distance_A, i, j = closest
+        distance_A, i, j, limit_A = closest
         symbols = atoms.get_chemical_symbols()
         if i == j:
             return (
                 f"atom {i} ({symbols[i]}) and its periodic image are {distance_A:.3f} Å apart "
-                f"(< {sanity.min_distance_A:g} Å)"
+                f"(< {limit_A:.3g} Å)"
             )
         return (
             f"atoms {i} ({symbols[i]}) and {j} ({symbols[j]}) are {distance_A:.3f} Å apart "
-            f"(< {sanity.min_distance_A:g} Å)"
+            f"(< {limit_A:.3g} Å)"
         )
     return None

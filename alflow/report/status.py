@@ -42,7 +42,18 @@ def campaign_status(store: Store, name: str) -> dict[str, Any]:
         "label_budget": campaign["config"]["loop"]["max_dft_labels"],
         "structures": by_status,
         "iterations": iterations,
+        "final": _final_summary(campaign),
     }
+
+
+def _final_summary(campaign: dict[str, Any]) -> dict[str, Any] | None:
+    """The campaign's result: the final fit's members, data, errors and validation."""
+    final = campaign.get("final")
+    if final is None:
+        return None
+    validation = (campaign.get("validation") or {}).get("summary")
+    keep = ("status", "reason", "members", "n_labels", "epochs", "holdout_errors")
+    return {**{k: final.get(k) for k in keep}, "validation": validation}
 
 
 def _fmt(value: Any, spec: str = "") -> str:
@@ -65,4 +76,21 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append(
             f"{it['iteration']:>4} {counts}   {window:>11}   {_fmt(errors.get('force_rmse_eV_A'), '.4f'):>11}"
         )
+    lines.append(_final_line(report.get("final"), report["campaign"]))
     return "\n".join(lines)
+
+
+def _final_line(final: dict[str, Any] | None, campaign: str) -> str:
+    """One line naming the campaign's result (or saying there is none yet)."""
+    if final is None:
+        return "\nresult: no final fit yet (it runs when the campaign ends)"
+    if final.get("status") != "trained":
+        return f"\nresult: the final fit failed: {final.get('reason')}"
+    holdout = (final.get("holdout_errors") or {}).get("force_rmse_eV_A")
+    validated = "validated" if final.get("validation") else "not validated yet"
+    return (
+        f"\nresult: final fit {campaign}/final ({len(final['members'])} members, "
+        f"{final['n_labels']} labels, {final['epochs']} epochs), held-out force RMSE "
+        f"{_fmt(holdout, '.4f')} eV/Å, {validated}; "
+        f"export: alflow model export --campaign {campaign} --out DIR"
+    )

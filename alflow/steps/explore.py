@@ -7,6 +7,7 @@ from typing import Any
 
 from ase import Atoms
 
+from alflow.contacts import ContactLimits
 from alflow.errors import ExplorationError
 from alflow.exploration import WalkerResult, run_walker, walker_plan
 from alflow.steps.context import StepContext
@@ -86,7 +87,7 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
         propagator,
         exploration.model_dump(mode="json"),
         config.selection.trust_hi_eV_A,
-        config.selection.sanity.min_distance_A,
+        ContactLimits.from_record(config.selection.sanity, models[0]).describe(),
         config.committee.training.dtype,
     )
     cache = ctx.workdir / "walker.result.pkl"
@@ -184,7 +185,7 @@ def _run(
         sample_interval_steps=exploration.sample_interval_steps,
         seed=plan["seed"],
         trust_hi_eV_A=config.selection.trust_hi_eV_A,
-        min_distance_A=config.selection.sanity.min_distance_A,
+        min_distance_A=ContactLimits.from_record(config.selection.sanity, models[0]),
         max_temperature_factor=exploration.max_temperature_factor,
         ensemble=exploration.ensemble,
         pressure_GPa=plan["pressure_GPa"],

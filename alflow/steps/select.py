@@ -30,6 +30,7 @@ import numpy as np
 from ase import Atoms
 
 from alflow.calibration import Thresholds, calibrated_thresholds, frame_force_error_eV_A
+from alflow.contacts import ContactLimits
 from alflow.labeling import sanity_reason
 from alflow.selection import (
     descriptor_species,
@@ -68,6 +69,12 @@ def _load_committee(ctx: StepContext, iteration: int) -> Any | None:
     except Exception as exc:  # optional path: selection works without the committee
         log.warning("iteration %d: committee not loaded for select (%s)", iteration, exc)
         return None
+
+
+def _contact_limits(ctx: StepContext, iteration: int) -> ContactLimits:
+    """How close atoms may come in a frame sent to DFT: from the iteration's training data."""
+    models = ctx.store.trained_models(ctx.campaign, iteration)
+    return ContactLimits.from_record(ctx.config.selection.sanity, models[0] if models else None)
 
 
 def calibration_data(
@@ -297,7 +304,9 @@ def select_for_labeling(
         budget=budget,
         known_keys=known,
         known_descriptors=known_descriptors,
-        sanity_check=partial(sanity_reason, sanity=selection_config.sanity),
+        sanity_check=partial(
+            sanity_reason, sanity=selection_config.sanity, limits=_contact_limits(ctx, iteration)
+        ),
         window=(thresholds.lo, thresholds.hi),
         descriptors=descriptors,
         audit_per_iteration=selection_config.audit_per_iteration,

@@ -14,9 +14,11 @@ import numpy as np
 
 from alflow.committee import train_member
 from alflow.config import CampaignConfig, TrainingConfig, config_hash
+from alflow.contacts import mark_short_range
 from alflow.errors import TrainingError
 from alflow.steps.context import StepContext
 from alflow.store.store import FINAL
+from alflow.structures import shortest_pair_distances_A
 
 __all__ = ["train_committee_member"]
 
@@ -78,6 +80,8 @@ def train_committee_member(ctx: StepContext, iteration: int | str, member: int) 
         error = f"only {len(frames)} labeled frames; at least {MIN_TRAINING_FRAMES} are needed"
         store.record_failed_model(ctx.campaign, iteration, member, error, meta)
         raise TrainingError(f"member {member} of iteration {iteration}: {error}")
+    shortest_A = shortest_pair_distances_A(frames, cutoff_A=committee.model.r_max_A)
+    meta["n_short_range"] = mark_short_range(frames, config.initial.short_range.loss_weight)
     if training.bootstrap:
         salt = 7919 * (10**6 if iteration == FINAL else iteration)
         rng = np.random.default_rng(seed + salt)
@@ -110,6 +114,8 @@ def train_committee_member(ctx: StepContext, iteration: int | str, member: int) 
     except TrainingError as exc:
         store.record_failed_model(ctx.campaign, iteration, member, str(exc), meta)
         raise
+    meta["shortest_training_distance_A"] = {"-".join(k): v for k, v in sorted(shortest_A.items())}
+    meta["repulsion"] = trained.hyperparameters.get("repulsion")
     meta.update(
         {
             "hyperparameters": trained.hyperparameters,

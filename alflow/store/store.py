@@ -294,7 +294,8 @@ class Store:
     def labeled_frames(self, campaign: str, parameters_hash: str) -> list[Atoms]:
         """Every successfully labeled frame of a campaign as Atoms with a SinglePointCalculator.
 
-        ``atoms.info`` carries ``key``, ``iteration`` and ``status``.
+        ``atoms.info`` carries ``key``, ``iteration`` and ``origin_kind``
+        (``seed``, ``short_range``, ``walker``, ...).
         """
         keys = [
             d["key"]
@@ -325,7 +326,13 @@ class Store:
                 label["forces_eV_A"],
                 label.get("stress_eV_A3"),
             )
-            atoms.info.update({"key": doc["key"], "iteration": doc["iteration"]})
+            atoms.info.update(
+                {
+                    "key": doc["key"],
+                    "iteration": doc["iteration"],
+                    "origin_kind": (doc.get("origin") or {}).get("kind"),
+                }
+            )
             frames.append(atoms)
         return frames
 

@@ -8,6 +8,7 @@ from typing import Any
 from ase import Atoms
 
 from alflow.config import CampaignConfig
+from alflow.contacts import short_range_frames
 from alflow.errors import ConfigError
 from alflow.store import Connection, Store
 from alflow.store.store import FINAL
@@ -77,13 +78,14 @@ def submit_campaign(config: CampaignConfig, store: Store, launchpad: Any) -> boo
         _add_missing_final(config, store, launchpad)
         return False
     unique_keys: list[str] = []
-    for kind, frames in (
-        ("seed", seed_frames(structures, config.initial, config.committee.seed)),
-        ("holdout", holdout_frames(structures, config.initial, config.committee.seed)),
+    for kind, status, frames in (
+        ("seed", "seed", seed_frames(structures, config.initial, config.committee.seed)),
+        ("short_range", "seed", short_range_frames(structures, config.initial.short_range)),
+        ("holdout", "holdout", holdout_frames(structures, config.initial, config.committee.seed)),
     ):
         keys = [structure_key(a) for a in frames]
         origins = [{"kind": kind, "iteration": 0, "index": i} for i in range(len(frames))]
-        store.add_structures(config.name, frames, keys, iteration=0, status=kind, origins=origins)
+        store.add_structures(config.name, frames, keys, iteration=0, status=status, origins=origins)
         for key in keys:
             if key not in unique_keys:
                 unique_keys.append(key)

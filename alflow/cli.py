@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from alflow.cluster.commands import register as register_cluster
     from alflow.monitor.commands import register as register_monitor
+    from alflow.potential.commands import register as register_model
     from alflow.query.commands import register as register_query
     from alflow.store.commands import register as register_server
 
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_monitor(sub)
     register_cluster(sub)
     register_server(sub)
+    register_model(sub)
     return parser
 
 

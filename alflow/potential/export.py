@@ -49,6 +49,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
+from alflow.contacts import mark_short_range
 from alflow.errors import AlflowError, TrainingError
 from alflow.potential.card import LAMMPS_DTYPE, build_card, render_markdown
 from alflow.potential.load import final_record
@@ -161,6 +162,9 @@ def _training_frames(store: Store, campaign: str, record: dict[str, Any]) -> lis
             f"now, {record.get('n_labels')} then): the final fit's training set cannot be "
             "written; run 'alflow run CAMPAIGN.yaml' again to redo the final fit"
         )
+    # the short-range frames' loss weight, as the final fit trained with it
+    weight = store.campaign_config(campaign).initial.short_range.loss_weight
+    mark_short_range(frames, weight)
     return frames
 
 

@@ -94,6 +94,21 @@ _CAMPAIGN = """{% extends "base.html" %}
 {% endfor %}
 </table>
 
+{% if validation %}
+<h5 id="alflow-validation">Validation of the final committee
+<small>(alflow validate, {{ validation.created }})</small></h5>
+<table class="table table-condensed" id="alflow-validation-summary">
+{% for key, value in validation.summary.items() %}
+<tr><td>{{ key }}</td><td>{{ dash(value) }}</td></tr>
+{% endfor %}
+</table>
+{% for fig in validation.figures %}
+<div><b>{{ fig.title }}</b><br>
+<img class="alflow-validation-fig alflow-fig" id="fig-{{ fig.name }}" alt="{{ fig.title }}"
+ src="{{ fig.url }}"></div>
+{% endfor %}
+{% endif %}
+
 <h5>Figures</h5>
 {% for fig in figures %}
 <div><b>{{ fig.title }}</b><br>
@@ -168,7 +183,12 @@ def campaign_version(view: Any, campaign: str) -> str:
     Firework ends.
     """
     store, launchpad = view.store, view.launchpad
-    doc = store.campaigns.find_one({"name": campaign}, {"updated": 1, "status": 1}) or {}
+    doc = (
+        store.campaigns.find_one(
+            {"name": campaign}, {"updated": 1, "status": 1, "validation.updated": 1}
+        )
+        or {}
+    )
     workflows = [
         (
             wf.get("name"),
@@ -184,6 +204,7 @@ def campaign_version(view: Any, campaign: str) -> str:
     parts = [
         doc.get("status"),
         doc.get("updated"),
+        (doc.get("validation") or {}).get("updated"),
         store.iterations.count_documents({"campaign": campaign}),
         store.labels.count_documents({"campaign": campaign}),
         workflows,
@@ -218,7 +239,32 @@ class VersionCache:
 
 
 def _dash(value: Any, spec: str = "{}") -> str:
+    if isinstance(value, float) and spec == "{}":
+        spec = "{:.4g}"
     return "–" if value is None else spec.format(value)
+
+
+def _validation_block(
+    doc: dict[str, Any], name: str, figures: list[tuple[str, str]], version: str
+) -> dict[str, Any] | None:
+    """The campaign page's validation block: headline figures and figure URLs (None: none)."""
+    from flask import url_for
+
+    validation = doc.get("validation")
+    if not validation:
+        return None
+    return {
+        "created": validation.get("created") or validation.get("updated"),
+        "summary": validation.get("summary") or {},
+        "figures": [
+            {
+                "name": fig,
+                "title": title,
+                "url": url_for("alflow.figure", name=name, figure=fig, v=version),
+            }
+            for fig, title in figures
+        ],
+    }
 
 
 def blueprint() -> Any:
@@ -234,7 +280,12 @@ def blueprint() -> Any:
         url_for,
     )
 
-    from alflow.report.plots import FIGURES, render_figure
+    from alflow.report.plots import (
+        FIGURES,
+        render_figure,
+        render_validation_figure,
+        validation_figures,
+    )
     from alflow.report.summary import core_hours, iteration_rows, learning_curve
 
     pages = Blueprint("alflow", __name__, url_prefix="/alflow")
@@ -294,6 +345,7 @@ def blueprint() -> Any:
             rows=iteration_rows(store, name),
             workflows=campaign_workflows(view.launchpad, name),
             figures=figures,
+            validation=_validation_block(doc, name, validation_figures(store, name), version),
             version=version,
             refresh_s=state().refresh_s,
             dash=_dash,
@@ -306,15 +358,18 @@ def blueprint() -> Any:
 
     @pages.route("/<name>/<figure>.png")
     def figure(name: str, figure: str) -> Any:
-        if figure not in FIGURES:
+        from alflow.validation.figures import VALIDATION_FIGURES
+
+        if figure not in FIGURES and figure not in VALIDATION_FIGURES:
             abort(404, description=f"no figure '{figure}'")
+        draw = render_figure if figure in FIGURES else render_validation_figure
         view = view_for(name)
         key = (name, figure, state().versions.get(view, name))
         cache: FigureCache = state().figures
         png = cache.get(key)
         if png is None:
             try:
-                png = render_figure(view.store, name, figure)
+                png = draw(view.store, name, figure)
             except StoreError as exc:
                 abort(404, description=str(exc))
             cache.put(key, png)

@@ -37,6 +37,8 @@ __all__ = [
     "plot_parity",
     "plot_uncertainty",
     "render_figure",
+    "render_validation_figure",
+    "validation_figures",
 ]
 
 log = logging.getLogger(__name__)
@@ -258,3 +260,31 @@ def render_figure(store: Store, campaign: str, name: str) -> bytes:
     """
     _, draw = FIGURES[name]
     return figure_png(draw(store, campaign))
+
+
+def validation_figures(store: Store, campaign: str) -> list[tuple[str, str]]:
+    """(name, title) of the validation figures; empty until ``alflow validate`` has run."""
+    from alflow.validation.figures import VALIDATION_FIGURES
+
+    if store.validation(campaign) is None:
+        return []
+    return [(name, title) for name, (title, _) in VALIDATION_FIGURES.items()]
+
+
+def render_validation_figure(store: Store, campaign: str, name: str) -> bytes:
+    """Draw one validation figure from the stored validation and return its PNG bytes.
+
+    Raises
+    ------
+    KeyError
+        ``name`` is not a validation figure.
+    StoreError
+        No such campaign, or no validation yet.
+    """
+    from alflow.errors import StoreError
+    from alflow.validation.figures import validation_png
+
+    doc = store.validation(campaign)
+    if doc is None:
+        raise StoreError(f"campaign '{campaign}' has no validation yet: run 'alflow validate'")
+    return validation_png(doc, name)

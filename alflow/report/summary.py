@@ -36,6 +36,7 @@ __all__ = [
     "markdown_summary",
     "parity_data",
     "uncertainty_data",
+    "validation_lines",
     "write_report",
 ]
 
@@ -358,8 +359,37 @@ def _cell(value: Any, spec: str = "") -> str:
     return "–" if value is None else format(value, spec)
 
 
-def markdown_summary(store: Store, campaign: str, figures: Sequence[tuple[str, str]] = ()) -> str:
-    """A short Markdown summary: status, table per iteration, figures.
+def _value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "**no**", None: "–"}[value]
+    return format(value, ".4g") if isinstance(value, float) else str(value)
+
+
+def validation_lines(doc: dict[str, Any], figures: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """Markdown of a stored validation: its headline figures and its figures."""
+    lines = [
+        "## Validation of the final committee",
+        "",
+        f"`alflow validate`, {doc.get('created') or doc.get('updated')} "
+        "(docs/validation.md says what each figure means).",
+        "",
+        "| figure | value |",
+        "|---|---:|",
+    ]
+    lines += [f"| {key} | {_value(value)} |" for key, value in (doc.get("summary") or {}).items()]
+    lines.append("")
+    for title, path in figures:
+        lines += [f"### {title}", "", f"![{title}]({path})", ""]
+    return lines
+
+
+def markdown_summary(
+    store: Store,
+    campaign: str,
+    figures: Sequence[tuple[str, str]] = (),
+    validation_figures: Sequence[tuple[str, str]] = (),
+) -> str:
+    """A short Markdown summary: status, table per iteration, figures, validation.
 
     Parameters
     ----------
@@ -369,6 +399,8 @@ def markdown_summary(store: Store, campaign: str, figures: Sequence[tuple[str, s
         Campaign name.
     figures
         ``(title, relative path)`` of the figures to embed.
+    validation_figures
+        The same for the validation figures (shown when a validation is stored).
     """
     doc = store.campaign(campaign)
     curve = learning_curve(store, campaign)
@@ -413,6 +445,9 @@ def markdown_summary(store: Store, campaign: str, figures: Sequence[tuple[str, s
         lines.append("")
         for title, path in figures:
             lines += [f"## {title}", "", f"![{title}]({path})", ""]
+    validation = doc.get("validation")
+    if validation:
+        lines += ["", *validation_lines(validation, validation_figures)]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -424,7 +459,12 @@ def write_report(store: Store, campaign: str, out_dir: str | Path) -> list[Path]
     list of Path
         The files written (figures first, the summary last).
     """
-    from alflow.report.plots import FIGURES, render_figure
+    from alflow.report.plots import (
+        FIGURES,
+        render_figure,
+        render_validation_figure,
+        validation_figures,
+    )
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -437,7 +477,13 @@ def write_report(store: Store, campaign: str, out_dir: str | Path) -> list[Path]
         written.append(path)
         figures.append((title, path.name))
         log.info("wrote %s", path)
+    checks: list[tuple[str, str]] = []
+    for name, title in validation_figures(store, campaign):
+        path = out / f"{campaign}-{name}.png"
+        path.write_bytes(render_validation_figure(store, campaign, name))
+        written.append(path)
+        checks.append((title, path.name))
     summary = out / f"{campaign}-summary.md"
-    summary.write_text(markdown_summary(store, campaign, figures), encoding="utf-8")
+    summary.write_text(markdown_summary(store, campaign, figures, checks), encoding="utf-8")
     written.append(summary)
     return written

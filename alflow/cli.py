@@ -167,12 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     from alflow.potential.commands import register as register_model
     from alflow.query.commands import register as register_query
     from alflow.store.commands import register as register_server
+    from alflow.validation.commands import register as register_validation
 
     register_query(sub)
     register_monitor(sub)
     register_cluster(sub)
     register_server(sub)
     register_model(sub)
+    register_validation(sub)
     return parser
 
 

@@ -116,8 +116,10 @@ def test_campaign_runs_at_least_three_iterations_all_completed(
 ) -> None:
     client = _client(campaign_run["store"])
     workflows = list(client["fireworks"]["workflows"].find({"metadata.campaign": "quickstart-emt"}))
-    iterations = sorted(wf["metadata"]["iteration"] for wf in workflows)
+    stages = [wf["metadata"]["iteration"] for wf in workflows]
+    iterations = sorted(i for i in stages if i != "final")
     assert iterations == list(range(len(iterations))) and len(iterations) >= 3
+    assert stages.count("final") == 1  # the final fit, added once across the kill
     assert all(wf["state"] == "COMPLETED" for wf in workflows), [
         (w["name"], w["state"]) for w in workflows
     ]
@@ -279,3 +281,86 @@ def test_a_finished_campaign_is_a_cluster_campaign(campaign_run: dict[str, Any])
         assert "quickstart-emt iteration 2" in _lpad_webgui_page(work)
     finally:
         alflow("server", "stop", "--store", "alflow-store")
+
+
+def _final_store(campaign_run: dict[str, Any]) -> Any:
+    from alflow.store import open_store
+
+    return open_store(str(campaign_run["store"]), must_exist=True)[1]
+
+
+def test_final_fit_is_the_result_and_repels_below_the_data(campaign_run: dict[str, Any]) -> None:
+    """The final committee saw every label, and Cu2 repels from the data's closest pair to 0.5 Å."""
+    import numpy as np
+
+    import alflow
+    from alflow.contacts import dimer
+    from alflow.structures import shortest_pair_distances_A
+
+    store = _final_store(campaign_run)
+    record = store.final("quickstart-emt")
+    assert record["status"] == "trained" and record["n_members"] == 3, record
+    frames = store.labeled_frames("quickstart-emt", record["parameters_hash"])
+    assert record["n_labels"] == len(frames)
+    assert campaign_run["status"]["final"]["status"] == "trained"
+    shortest_A = shortest_pair_distances_A(frames)[("Cu", "Cu")]
+    calc = alflow.load_potential(store, "quickstart-emt")
+    energies_eV = []
+    for r in np.arange(0.5, shortest_A, 0.01):
+        atoms = dimer("Cu", "Cu", float(r), 6.0)
+        atoms.calc = calc
+        energies_eV.append(atoms.get_potential_energy())
+    assert np.all(np.diff(energies_eV) < 0), "the pair energy falls below the data"
+
+
+def test_export_loads_in_mace_and_matches_the_committee(
+    campaign_run: dict[str, Any], tmp_path: Path
+) -> None:
+    import hashlib
+
+    from ase.io import read
+    from mace.calculators import MACECalculator
+
+    import alflow
+
+    out = tmp_path / "potential"
+    export = subprocess.run(
+        _alflow(
+            "model",
+            "export",
+            "--campaign",
+            "quickstart-emt",
+            "--out",
+            str(out),
+            "--store",
+            str(campaign_run["store"]),
+            cwd=tmp_path,
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+    card = json.loads((out / "model_card.json").read_text())
+    for name, digest in card["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest["sha256"], name
+    models = sorted(str(p) for p in out.glob("member*.model"))
+    assert len(models) == 3 and list(out.glob("member*.model-lammps.pt"))
+    mace = MACECalculator(model_paths=models, device="cpu", default_dtype="float32")
+    committee = alflow.load_potential(_final_store(campaign_run), "quickstart-emt")
+    frames = [
+        a for a in read(out / "train.xyz", ":") if a.info.get("config_type") != "IsolatedAtom"
+    ]
+    assert len(frames) == card["training_data"]["n_labels"]
+    for atoms in frames[:8]:
+        a, b = atoms.copy(), atoms.copy()
+        a.calc, b.calc = mace, committee
+        assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-4)
+
+
+def test_validation_ran_after_the_final_fit(campaign_run: dict[str, Any]) -> None:
+    validation = _final_store(campaign_run).validation("quickstart-emt")
+    assert validation is not None
+    assert {"dimers", "eos", "md_stability", "holdout", "transfer"} <= set(validation)
+    assert validation["md_stability"]["steps_per_s"] > 0

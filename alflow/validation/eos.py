@@ -63,6 +63,9 @@ def fit_birch_murnaghan(
             ).fit()
     except (RuntimeError, ValueError) as exc:
         return {"error": f"Birch–Murnaghan fit failed: {exc}"}
+    if not (np.isreal(v0) and np.isfinite(v0) and float(np.real(v0)) > 0):
+        return {"error": f"E(V) has no minimum the fit can find (V0 = {v0})"}
+    v0, e0, b = float(np.real(v0)), float(np.real(e0)), float(np.real(b))
     inside = bool(volumes[finite].min() <= v0 <= volumes[finite].max())
     return {
         "v0_A3": float(v0),

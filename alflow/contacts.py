@@ -114,7 +114,7 @@ def _covalent_sum_A(a: str, b: str) -> float:
 
 
 def _nearest_pairs(atoms: Atoms) -> dict[tuple[str, str], tuple[int, int, np.ndarray]]:
-    """For each element pair: one nearest-neighbour pair (i, j, vector from i to j)."""
+    """For each element pair closer than 4 Å: its closest pair (i, j, vector from i to j)."""
     from ase.neighborlist import neighbor_list
 
     i, j, d, vectors = neighbor_list("ijdD", atoms, 4.0)

@@ -94,7 +94,9 @@ def test_bootstrap_resamples_training_indices() -> None:
 
 
 def test_argv_clamps_batch_size_and_maps_settings() -> None:
-    training = TrainingConfig(batch_size=16, dtype="float64", ema=True, pair_repulsion=True)
+    training = TrainingConfig(
+        batch_size=16, dtype="float64", ema=True, pair_repulsion=True, stress_weight=0.0
+    )
     argv = build_train_argv(
         model=TINY_MODEL, training=training, seed=5, name="m0", n_train=7, n_valid=2, e0s="average"
     )

@@ -111,16 +111,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from alflow.report.status import campaign_status, format_status
-    from alflow.store import open_store
+    from alflow.store import open_reader
 
-    settings = _settings(args)
-    _, store = open_store(
-        settings.store,
-        db_name=settings.store_name,
-        create_indexes=False,
-        settings=settings,
-        must_exist=True,
-    )
+    store = open_reader(settings=_settings(args))
     names = [args.campaign] if args.campaign else store.campaign_names()
     reports = [campaign_status(store, name) for name in names]
     if args.json:

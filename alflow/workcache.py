@@ -17,7 +17,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-__all__ = ["fingerprint", "load_cached", "save_cached"]
+__all__ = ["fingerprint", "load_cached", "save_cached", "sha256_file"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,15 @@ def fingerprint(*parts: Any) -> str:
         else:
             digest.update(json.dumps(part, sort_keys=True, default=str).encode())
         digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 (hex) of a file, read in 1 MiB blocks (the one file hash of alflow)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 

@@ -48,7 +48,7 @@ from alflow.committee.repulsion import with_repulsion, without_repulsion
 from alflow.config import MaceModelConfig, TrainingConfig
 from alflow.errors import TrainingError
 from alflow.procutil import die_with_parent
-from alflow.workcache import fingerprint, load_cached, save_cached
+from alflow.workcache import fingerprint, load_cached, save_cached, sha256_file
 
 __all__ = ["TrainedMember", "build_train_argv", "split_frames", "train_member"]
 
@@ -458,10 +458,8 @@ def _attempt(
 
 def _file_sha256(path: Path) -> str | None:
     """sha256 of a file, None if it does not exist."""
-    import hashlib
-
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return sha256_file(Path(path))
     except OSError:
         return None
 

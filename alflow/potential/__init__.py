@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from alflow.potential.export import ExportError, ExportResult, export_potential, load_exported
+from alflow.potential.export import ExportError, ExportResult, export_potential
+from alflow.potential.exported import load_exported
 from alflow.potential.load import final_record, load_potential
 
 __all__ = [

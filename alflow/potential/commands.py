@@ -24,17 +24,9 @@ _STORE_HELP = (
 def _cmd_export(args: argparse.Namespace) -> int:
     from alflow.potential.card import format_size
     from alflow.potential.export import export_potential
-    from alflow.settings import load_settings
-    from alflow.store import open_store
+    from alflow.store import open_reader
 
-    settings = load_settings(overrides={"store": args.store})
-    _, store = open_store(
-        settings.store,
-        db_name=settings.store_name,
-        create_indexes=False,
-        settings=settings,
-        must_exist=True,
-    )
+    store = open_reader(args.store)
     result = export_potential(
         store, args.campaign, args.out, force=args.force, lammps=not args.no_lammps
     )

@@ -21,24 +21,21 @@
     (:mod:`alflow.potential.card`).
 
 Everything is written into a temporary sibling of the target directory and
-renamed at the end, so a failure leaves nothing behind. :func:`load_exported`
+renamed at the end, so a failure leaves nothing behind. :func:`alflow.potential.exported.load_exported`
 reads such a directory back as one committee calculator, refusing a model file
 whose sha256 differs from the card's.
 
 mace and torch run only in child processes here (mace changes process-wide
-torch state); :func:`load_exported` imports them through
+torch state); :func:`alflow.potential.exported.load_exported` imports them through
 :func:`alflow.committee.load_committee`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,12 +47,13 @@ from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
 from alflow.contacts import mark_short_range
-from alflow.errors import AlflowError, TrainingError
+from alflow.errors import AlflowError
 from alflow.potential.card import LAMMPS_DTYPE, build_card, render_markdown
+from alflow.potential.compile import inspect_and_compile
 from alflow.potential.load import final_record
-from alflow.procutil import die_with_parent
 from alflow.store import Store
 from alflow.store.store import FINAL
+from alflow.workcache import sha256_file
 
 __all__ = [
     "CARD_JSON",
@@ -66,8 +64,6 @@ __all__ = [
     "ExportError",
     "ExportResult",
     "export_potential",
-    "load_exported",
-    "sha256_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,16 +72,11 @@ CARD_JSON = "model_card.json"
 CARD_MD = "model_card.md"
 TRAIN_XYZ = "train.xyz"
 E0S_JSON = "e0s.json"
-#: What mace's ``create_lammps_model`` appends to a model file's name.
-LAMMPS_SUFFIX = "-lammps.pt"
 #: Vacuum around an isolated atom in ``train.xyz`` (Å; MACE reads only its energy).
 ISOLATED_BOX_A = 20.0
-#: Longest the child process that inspects and compiles the models may take (s).
-CHILD_TIMEOUT_S = 900.0
 #: Largest relative difference between the store's isolated-atom energies and a
 #: model's E0s (float32 models hold them to ~1e-7).
 E0S_TOLERANCE = 1e-6
-_TAIL_LINES = 15
 
 
 class ExportError(AlflowError):
@@ -112,15 +103,6 @@ class ExportResult:
     card_path: Path
     files: dict[str, int] = field(default_factory=dict)
     lammps_errors: dict[str, str] = field(default_factory=dict)
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 (hex) of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- checks
@@ -166,123 +148,6 @@ def _training_frames(store: Store, campaign: str, record: dict[str, Any]) -> lis
     weight = store.campaign_config(campaign).initial.short_range.loss_weight
     mark_short_range(frames, weight)
     return frames
-
-
-# --------------------------------------------------------------------------- children
-
-
-def _child_env() -> dict[str, str]:
-    from alflow.committee.train import _subprocess_env
-
-    return _subprocess_env(1)
-
-
-def _run_child(cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run a child process (one thread, no stdin); its output is captured."""
-    try:
-        return subprocess.run(
-            list(cmd),
-            cwd=cwd,
-            env=_child_env(),
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=CHILD_TIMEOUT_S,
-            check=False,
-            preexec_fn=die_with_parent(),
-        )
-    except subprocess.TimeoutExpired as exc:
-        return subprocess.CompletedProcess(list(cmd), -9, "", f"timed out after {exc.timeout} s")
-
-
-def _tail(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if "Warning" not in line]
-    return " | ".join(lines[-_TAIL_LINES:]) or "no output"
-
-
-_MODELS_SCRIPT = """
-import contextlib, io, json, sys
-import torch
-
-def inspect(path):
-    model = torch.load(path, map_location="cpu", weights_only=False)
-    zs = [int(z) for z in model.atomic_numbers.tolist()]
-    e0s = model.atomic_energies_fn.atomic_energies.detach().reshape(-1, len(zs))[0].tolist()
-    return {
-        "model_class": type(model).__name__,
-        "r_max_A": float(model.r_max),
-        "atomic_numbers": zs,
-        "heads": list(getattr(model, "heads", None) or ["Default"]),
-        "e0s_eV": {str(z): float(e) for z, e in zip(zs, e0s)},
-        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-        "n_parameters": int(sum(p.numel() for p in model.parameters())),
-        "pair_repulsion": bool(getattr(model, "pair_repulsion", False)),
-    }
-
-def compile_lammps(path, dtype):
-    from mace.cli import create_lammps_model  # mace's own tool, run as its command line
-    sys.argv = ["create_lammps_model", path, "--dtype", dtype]
-    said = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(said):
-            create_lammps_model.main()
-    except BaseException as exc:  # argparse's SystemExit, input() on a multi-head model, ...
-        lines = said.getvalue().strip().splitlines()[-3:]
-        return None, " | ".join([*lines, f"{type(exc).__name__}: {exc}"])
-    return path + "-lammps.pt", None
-
-dtype, paths = sys.argv[1], sys.argv[2:]
-infos = [inspect(path) for path in paths]
-for path, info in zip(paths, infos):
-    info["lammps_file"], info["lammps_error"] = (
-        compile_lammps(path, dtype) if dtype != "none" else (None, "not requested (--no-lammps)")
-    )
-print(json.dumps(infos))
-"""
-
-
-def inspect_and_compile(paths: Sequence[Path], lammps: bool = True) -> list[dict[str, Any]]:
-    """What each MACE model file holds, and its LAMMPS form, made in one child process.
-
-    The child reads each model's cutoff, elements, heads, E0s (eV), dtype,
-    size and whether it carries a pair repulsion, then (``lammps``) runs
-    mace's ``create_lammps_model`` on it (as ``python -m
-    mace.cli.create_lammps_model FILE --dtype float64`` does), which writes
-    ``FILE-lammps.pt`` next to it. One process for all members: mace's import
-    is paid once.
-
-    Returns
-    -------
-    list of dict
-        Per model: ``model_class``, ``r_max_A``, ``atomic_numbers``, ``heads``,
-        ``e0s_eV`` (``{"Z": eV}``), ``dtype``, ``n_parameters``,
-        ``pair_repulsion``, ``lammps_file`` (the name of the LAMMPS form, in
-        the model's directory, or None) and ``lammps_error`` (why there is
-        none, or None). A child that crashed while compiling is run again
-        without compiling, and the crash is every member's ``lammps_error``.
-
-    Raises
-    ------
-    TrainingError
-        A file is not a loadable MACE model (with the child's last lines).
-    """
-    dtype = LAMMPS_DTYPE if lammps else "none"
-    cmd = [sys.executable, "-c", _MODELS_SCRIPT, dtype, *(str(p.resolve()) for p in paths)]
-    process = _run_child(cmd, Path(paths[0]).parent)
-    if process.returncode != 0 and lammps:
-        crash = f"the process compiling the models failed: {_tail(process.stderr)}"
-        log.warning("%s; exporting without LAMMPS forms", crash)
-        infos = inspect_and_compile(paths, lammps=False)
-        return [{**info, "lammps_error": crash} for info in infos]
-    if process.returncode != 0:
-        raise TrainingError(f"cannot read the exported models: {_tail(process.stderr)}")
-    infos = json.loads(process.stdout.strip().splitlines()[-1])
-    for path, info in zip(paths, infos, strict=True):
-        made = info["lammps_file"] is not None and Path(info["lammps_file"]).is_file()
-        if info["lammps_file"] is not None and not made:
-            info["lammps_error"] = f"create_lammps_model did not write {info['lammps_file']}"
-        info["lammps_file"] = Path(path).name + LAMMPS_SUFFIX if made else None
-    return infos
 
 
 # --------------------------------------------------------------------------- files
@@ -511,89 +376,3 @@ def export_potential(
         files[name] = (out / name).stat().st_size
     log.info("exported the final committee of '%s' to %s", campaign, out)
     return ExportResult(out, out / CARD_MD, files, lammps_errors)
-
-
-# --------------------------------------------------------------------------- load
-
-
-def read_card(directory: str | Path) -> dict[str, Any]:
-    """The model card of an export directory.
-
-    Raises
-    ------
-    ExportError
-        No readable ``model_card.json`` there.
-    """
-    path = Path(directory) / CARD_JSON
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ExportError(
-            f"{Path(directory)} is not an exported potential (no {CARD_JSON}): "
-            "write one with 'alflow model export'"
-        ) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ExportError(f"cannot read {path}: {exc}") from exc
-
-
-def verified_model_paths(directory: str | Path) -> list[Path]:
-    """The exported model files, each checked against the card's sha256.
-
-    Raises
-    ------
-    ExportError
-        No model card.
-    TrainingError
-        A model file is missing or its sha256 differs from the card's.
-    """
-    root = Path(directory)
-    card = read_card(root)
-    paths = []
-    for member in card["members"]:
-        name = member["file"]
-        path = root / name
-        if not path.is_file():
-            raise TrainingError(f"exported model {path} is missing")
-        expected = card["files"][name]["sha256"]
-        actual = sha256_file(path)
-        if actual != expected:
-            raise TrainingError(
-                f"exported model {path} has sha256 {actual[:12]}… but {CARD_JSON} records "
-                f"{expected[:12]}…: refusing a tampered or corrupt file"
-            )
-        paths.append(path)
-    return paths
-
-
-def load_exported(directory: str | Path, device: str = "cpu", dtype: str | None = None) -> Any:
-    """An exported potential as one committee calculator (sha256 of every model checked).
-
-    Parameters
-    ----------
-    directory
-        A directory written by :func:`export_potential` / ``alflow model export``.
-    device
-        torch device.
-    dtype
-        ``float32`` / ``float64``; default: the dtype the committee was trained in.
-
-    Returns
-    -------
-    alflow.committee.CommitteeCalculator
-        Its ``model_card`` attribute holds the card.
-
-    Raises
-    ------
-    ExportError
-        Not an export directory.
-    TrainingError
-        A model file is missing, tampered with or not loadable.
-    """
-    from alflow.committee import load_committee
-
-    card = read_card(directory)
-    paths = verified_model_paths(directory)
-    dtype = dtype or card.get("potential", {}).get("dtype") or "float32"
-    calc = load_committee(paths, device=device, dtype=dtype)
-    calc.model_card = card
-    return calc

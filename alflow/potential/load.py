@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from alflow.errors import StoreError
-from alflow.store import Store, open_store
+from alflow.store import Store, open_reader
 from alflow.store.store import FINAL
 
 __all__ = ["final_record", "load_potential"]
@@ -73,7 +73,7 @@ def load_potential(
     from alflow.committee import load_committee
 
     if not isinstance(store, Store):
-        _, store = open_store(str(store), create_indexes=False, must_exist=True)
+        store = open_reader(str(store))
     if campaign is None:
         campaign = _only_final_campaign(store)
     record = final_record(store, campaign)

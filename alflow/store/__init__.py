@@ -14,6 +14,7 @@ __all__ = [
     "connect",
     "is_mongodb_uri",
     "mask_uri",
+    "open_reader",
     "open_store",
     "resolve_store",
 ]
@@ -47,3 +48,33 @@ def open_store(
     if create_indexes:
         data.ensure_indexes()
     return connection, data
+
+
+def open_reader(store: str | None = None, *, settings: Any | None = None) -> Store:
+    """An existing store, opened to read it (the CLI's readers): nothing is created.
+
+    Parameters
+    ----------
+    store
+        A store directory or URI; None: the settings' (``ALFLOW_STORE``, default
+        ``alflow-store``).
+    settings
+        Worker settings (default: loaded from the environment with ``store``).
+
+    Raises
+    ------
+    StoreError
+        No store there, or an unreachable server.
+    """
+    if settings is None:
+        from alflow.settings import load_settings
+
+        settings = load_settings(overrides={"store": store})
+    _, data = open_store(
+        settings.store,
+        db_name=settings.store_name,
+        create_indexes=False,
+        settings=settings,
+        must_exist=True,
+    )
+    return data

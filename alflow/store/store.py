@@ -20,7 +20,6 @@ Collections (see docs/schema.md for every field):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -35,6 +34,7 @@ from pymongo.errors import DuplicateKeyError
 from alflow.config import CampaignConfig, config_hash
 from alflow.errors import StoreError, TrainingError
 from alflow.structures import atoms_from_doc, atoms_to_doc, labeled_atoms, pymatgen_dict
+from alflow.workcache import sha256_file
 
 __all__ = ["CLASSIFIED_STATUSES", "FINAL", "STATUSES", "Store", "make_model_id", "utcnow"]
 
@@ -79,14 +79,6 @@ def make_model_id(campaign: str, iteration: int | str, member: int) -> str:
 def utcnow() -> datetime:
     """Timezone-aware current UTC time."""
     return datetime.now(timezone.utc)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Store:
@@ -367,7 +359,7 @@ class Store:
         same (campaign, iteration, member) replaces the record.
         """
         model_id = make_model_id(campaign, iteration, member)
-        sha256 = _sha256(path)
+        sha256 = sha256_file(path)
         old = self.models.find_one({"_id": model_id})
         if old is not None and old.get("file_id") is not None:
             self.gridfs.delete(old["file_id"])
@@ -434,10 +426,10 @@ class Store:
             raise TrainingError(f"no trained model '{model_id}' in the store")
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / (model_id.replace("/", "_") + ".model")
-        if not (path.exists() and _sha256(path) == record["sha256"]):
+        if not (path.exists() and sha256_file(path) == record["sha256"]):
             with open(path, "wb") as handle:
                 handle.write(self.gridfs.get(record["file_id"]).read())
-        actual = _sha256(path)
+        actual = sha256_file(path)
         if actual != record["sha256"]:
             raise TrainingError(
                 f"model file {path} has sha256 {actual[:12]}… but the store records "

@@ -41,18 +41,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from alflow.potential.load import final_record
     from alflow.settings import load_settings
     from alflow.steps.context import StepContext
-    from alflow.store import open_store
+    from alflow.store import open_reader
     from alflow.validation.run import validate_potential
     from alflow.validation.summary import format_validation
 
     settings = load_settings(overrides={"store": args.store})
-    _, store = open_store(
-        settings.store,
-        db_name=settings.store_name,
-        create_indexes=False,
-        settings=settings,
-        must_exist=True,
-    )
+    store = open_reader(settings=settings)
     final_record(store, args.campaign)  # unknown campaign, no final fit: one clear line
     out = _out_dir(args)
     out.mkdir(parents=True, exist_ok=True)

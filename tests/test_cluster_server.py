@@ -76,6 +76,9 @@ def write_campaign(
     data["selection"]["max_per_iteration"] = 3
     data["labeling"]["queue"] = {"nodes": 1, "cores": 1, "walltime_min": 5}
     data["loop"]["max_iterations"] = max_iterations
+    # the final fit runs on these workers too; its validation is tested elsewhere
+    data["final"] = {"epochs": 5, "validate_after": False}
+    data.pop("validation", None)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
@@ -377,9 +380,10 @@ def test_rlaunch_workers_run_campaign_to_its_end_once(campaign: dict[str, Any]) 
     doc = pad.campaign(MAIN)
     assert doc["status"] in ("stopped", "converged"), doc
 
-    # one Workflow per iteration, contiguous, every one COMPLETED
+    # one Workflow per iteration, contiguous, and one final fit, every one COMPLETED
     workflows = pad.workflows(MAIN)
     per_iteration = Counter(w["metadata"]["iteration"] for w in workflows)
+    assert per_iteration.pop("final") == 1, per_iteration
     assert all(n == 1 for n in per_iteration.values()), per_iteration
     assert sorted(per_iteration) == list(range(len(per_iteration)))
     assert 1 <= len(per_iteration) <= MAX_ITERATIONS
@@ -413,7 +417,8 @@ def test_rlaunch_workers_run_campaign_to_its_end_once(campaign: dict[str, Any]) 
         assert launch["fworker"]["name"] == f"alflow-{category}"
         assert (workers.owner(launch["launch_dir"]) or "")[:-1] == category
     models = pad.db.models.count_documents({"campaign": MAIN, "status": "trained"})
-    assert models == 2 * len(per_iteration)
+    assert models == 2 * (len(per_iteration) + 1)  # two members per iteration and final fit
+    assert pad.campaign(MAIN)["final"]["status"] == "trained"
     print(f"campaign with rlaunch workers: {campaign['wall_s']:.0f} s")
 
 
@@ -625,7 +630,7 @@ def test_rerun_of_a_label_of_the_last_iteration_ends_the_same_way(
 
     pad, files, store_dir = campaign["pad"], campaign["files"], campaign["store_dir"]
     before = _ended_state(pad)
-    last = max(before["workflows"])
+    last = max(i for i in before["workflows"] if i != "final")
     label = _label_fw(pad, last)
     _rerun(campaign, label["fw_id"])
     server = read_record(store_dir)
@@ -731,7 +736,7 @@ def test_server_killed_mid_campaign_alflow_run_restarts_it(tmp_path: Path) -> No
         assert pad.client["probe"]["acks"].count_documents({}) == 50
         workflows = pad.workflows(name)
         assert Counter(w["metadata"]["iteration"] for w in workflows) == Counter(
-            range(len(workflows))
+            [*range(len(workflows) - 1), "final"]
         )
         assert all(w["state"] == "COMPLETED" for w in workflows)
         assert pad.campaign(name)["status"] in ("stopped", "converged")

@@ -39,7 +39,10 @@ HAS_MACE = importlib.util.find_spec("mace") is not None and importlib.util.find_
 needs_mace = pytest.mark.skipif(not HAS_MACE, reason="mace-torch/torch not installed")
 
 TINY_MODEL = MaceModelConfig(channels=16, max_L=0, r_max_A=4.5, num_interactions=2, correlation=2)
-TINY_TRAINING = TrainingConfig(epochs=3, batch_size=4, valid_fraction=0.25, dtype="float32")
+# the repulsive prior is tested in test_committee_mace.py; here: the training mechanics
+TINY_TRAINING = TrainingConfig(
+    epochs=3, batch_size=4, valid_fraction=0.25, dtype="float32", pair_repulsion=False
+)
 
 
 def emt_frames(n: int = 12, seed: int = 0, symbol: str = "Cu") -> list[Atoms]:

@@ -152,8 +152,11 @@ def test_labeled_frames_carry_provenance(campaign_run: dict[str, Any]) -> None:
         assert label is not None and len(label["forces_eV_A"]) == doc["n_atoms"]
         scratch = campaign_run["work"] / "alflow-scratch" / "quickstart-emt" / "dft"
         assert Path(label["workdir"]).parent == scratch
-    seeds = db["structures"].count_documents({"campaign": "quickstart-emt", "status": "seed"})
+    seeds = db["structures"].count_documents({"campaign": "quickstart-emt", "origin.kind": "seed"})
     assert seeds == 6
+    # 4 Cu2 dimers and 2 squeezed-pair copies, labeled before iteration 0 like the seeds
+    short = {"campaign": "quickstart-emt", "origin.kind": "short_range", "status": "seed"}
+    assert db["structures"].count_documents(short) == 6
     holdout = db["structures"].count_documents({"campaign": "quickstart-emt", "status": "holdout"})
     assert holdout == 4
     models = db["models"].count_documents({"campaign": "quickstart-emt", "status": "trained"})

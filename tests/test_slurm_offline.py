@@ -64,6 +64,8 @@ def campaign(name: str, a_A: float = 4.05) -> CampaignConfig:
                 "n_holdout": 0,
                 "rattle_stdev_A": 0.05,
                 "strain_max": 0.0,
+                # the dispatch of seed labels is what is tested: no short-range frames
+                "short_range": {"dimer_distance_factors": [], "squeeze_factors": []},
             },
             "committee": {"members": 2},
             "exploration": {"walkers": 1, "temperatures_K": [300], "steps": 10},

@@ -134,7 +134,7 @@ def _final_models(store: Store, campaign: str, record: dict[str, Any]) -> list[d
 
 def _training_frames(store: Store, campaign: str, record: dict[str, Any]) -> list[Atoms]:
     """The labels the final fit trained on; refuses labels that changed since."""
-    from alflow.steps.final import training_set_fingerprint
+    from alflow.steps.train import training_set_fingerprint
 
     frames = store.labeled_frames(campaign, record["parameters_hash"])
     digest = training_set_fingerprint([a.info["key"] for a in frames])

@@ -11,25 +11,19 @@ campaign's result: ``alflow status`` names it, ``alflow model export`` and
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
 from alflow.steps.context import StepContext
 from alflow.steps.holdout import holdout_errors
-from alflow.steps.train import MIN_TRAINING_FRAMES, training_settings
+from alflow.steps.train import MIN_TRAINING_FRAMES, training_set_fingerprint, training_settings
 from alflow.store.store import FINAL
 
-__all__ = ["finalize_fit", "training_set_fingerprint"]
+__all__ = ["finalize_fit"]
 
 log = logging.getLogger(__name__)
 
 MIN_MEMBERS = 2
-
-
-def training_set_fingerprint(keys: list[str]) -> str:
-    """sha256 of the sorted structure keys of a training set."""
-    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()
 
 
 def finalize_fit(ctx: StepContext) -> dict[str, Any]:

@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 MIN_TRAINING_FRAMES = 2
 
 
+def training_set_fingerprint(keys: list[str]) -> str:
+    """sha256 of the sorted structure keys of a training set (models and the final fit)."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()
+
+
 def training_settings(config: CampaignConfig, iteration: int | str) -> TrainingConfig:
     """The campaign's training settings; the final fit's epochs for ``FINAL``."""
     training = config.committee.training
@@ -87,7 +92,7 @@ def train_committee_member(ctx: StepContext, iteration: int | str, member: int) 
         rng = np.random.default_rng(seed + salt)
         frames = [frames[i] for i in rng.integers(0, len(frames), len(frames))]
     keys = sorted(a.info["key"] for a in frames)
-    meta["training_set_sha256"] = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    meta["training_set_sha256"] = training_set_fingerprint(keys)
     meta["n_frames"] = len(frames)
 
     previous = None

@@ -195,6 +195,15 @@ class CommitteeConfig(Strict):
 
     members: int = Field(default=4, ge=2, description="Committee size M.")
     seed: int = Field(default=0, description="Member m uses seed + m.")
+    kind: Literal["independent"] = Field(
+        default="independent",
+        description="independent: M separately trained MACE models (docs/committee.md).",
+    )
+    foundation_model: Path | None = Field(
+        default=None,
+        description="A local MACE model file (MACE-MP, or a potential exported by another "
+        "campaign) every member is fine-tuned from; None: train from scratch.",
+    )
     model: MaceModelConfig = MaceModelConfig()
     training: TrainingConfig = TrainingConfig()
 
@@ -226,6 +235,12 @@ class ExplorationConfig(Strict):
         "(M times the cost).",
     )
     seed: int = 0
+    walkers_per_job: int = Field(
+        default=1,
+        ge=1,
+        description="Walkers advanced together by one md job, their structures evaluated in "
+        "one batched model call per step.",
+    )
     max_temperature_factor: float = Field(
         default=3.0, gt=1, description="Stop a walker above this × its target temperature."
     )
@@ -273,6 +288,12 @@ class SanityConfig(Strict):
 class SelectionConfig(Strict):
     """Which explored frames are worth a DFT label."""
 
+    strategy: Literal["committee", "random"] = Field(
+        default="committee",
+        description="committee: the trust window, diversity and audit rules below; random: "
+        "the same budget of sane explored frames drawn at random (the baseline of "
+        "benchmarks/campaign_efficiency.py).",
+    )
     trust_lo_eV_A: float = Field(
         default=0.05,
         ge=0,

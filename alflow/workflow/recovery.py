@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from typing import Any
 
 from alflow.procutil import pid_alive
 from alflow.workflow.pool import WorkerPool, parse_local_name
 
-__all__ = ["CONNECTION_ERRORS", "recover_lost_runs", "rerun_connection_fizzles"]
+__all__ = [
+    "CONNECTION_ERRORS",
+    "clear_stale_locks",
+    "recover_lost_runs",
+    "rerun_connection_fizzles",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,8 @@ CONNECTION_ERRORS = (
 )
 _MAX_CONNECTION_RERUNS = 3
 _reruns: dict[int, int] = {}
+#: A Workflow lock held this long by nobody alive is stale (FireWorks holds one for ms).
+STALE_LOCK_WAIT_S = 3.0
 
 
 def _is_lost(launch: dict[str, Any], pool: WorkerPool) -> bool:
@@ -67,19 +75,54 @@ def recover_lost_runs(launchpad: Any, campaign: str, pool: WorkerPool) -> list[i
         {"launch_id": 1, "fw_id": 1, "fworker": 1},
     )
     lost = [launch for launch in launches if _is_lost(launch, pool)]
+    if not lost:
+        return []
+    clear_stale_locks(launchpad, [launch["fw_id"] for launch in lost])
+    from fireworks.core.launchpad import LockedWorkflowError
+
     running = [launch["launch_id"] for launch in lost if states[launch["fw_id"]] == "RUNNING"]
-    if running:
-        launchpad.detect_lostruns(
-            expiration_secs=0, rerun=True, launch_query={"launch_id": {"$in": running}}
-        )
-    for launch in lost:
-        if states[launch["fw_id"]] == "RESERVED":
-            launchpad.mark_fizzled(launch["launch_id"])
-            launchpad.rerun_fw(launch["fw_id"])
+    try:
+        if running:
+            launchpad.detect_lostruns(
+                expiration_secs=0, rerun=True, launch_query={"launch_id": {"$in": running}}
+            )
+        for launch in lost:
+            if states[launch["fw_id"]] == "RESERVED":
+                launchpad.mark_fizzled(launch["launch_id"])
+                launchpad.rerun_fw(launch["fw_id"])
+    except LockedWorkflowError as exc:  # held by a live process after all: next poll
+        log.warning("lost runs not rerun yet, a Workflow is locked: %s", exc)
+        return []
     fw_ids = sorted({launch["fw_id"] for launch in lost})
     if fw_ids:
         log.warning("lost runs (worker gone) rerun: fw_id %s", ", ".join(map(str, fw_ids)))
     return fw_ids
+
+
+def clear_stale_locks(
+    launchpad: Any, fw_ids: list[int], wait_s: float = STALE_LOCK_WAIT_S
+) -> list[int]:
+    """Unlock the Workflows of lost Fireworks whose lock outlives ``wait_s``; return their fw_ids.
+
+    A worker killed (``kill -9``) inside FireWorks' ``WFLock`` leaves its
+    Workflow locked for good; ``rerun_fw`` would then wait 300 s and raise
+    ``LockedWorkflowError``. Live processes hold the lock for milliseconds,
+    so a lock still set after ``wait_s`` belongs to the dead worker.
+    """
+    query = {"nodes": {"$in": list(fw_ids)}, "locked": {"$exists": True}}
+    deadline_s = time.monotonic() + wait_s
+    locked = list(launchpad.workflows.find(query, {"nodes": 1}))
+    while locked and time.monotonic() < deadline_s:
+        time.sleep(0.2)
+        locked = list(launchpad.workflows.find(query, {"nodes": 1}))
+    stale = [fw_id for wf in locked for fw_id in wf["nodes"] if fw_id in fw_ids]
+    for wf in locked:
+        launchpad.workflows.update_one(
+            {"_id": wf["_id"], "locked": {"$exists": True}}, {"$unset": {"locked": ""}}
+        )
+    if stale:
+        log.warning("stale Workflow lock of a dead worker cleared: fw_id %s", stale)
+    return stale
 
 
 def _connection_failure(launchpad: Any, fw_id: int) -> bool:

@@ -45,7 +45,7 @@ def _running_firework(launchpad: Any, campaign: str, runner_pid: int) -> int:
     fw = Firework(ScriptTask.from_str("true"), spec={"campaign": campaign}, name="victim")
     launchpad.add_wf(Workflow([fw]))
     name = f"{LOCAL_PREFIX}:{socket.gethostname()}:{runner_pid}:md-0"
-    checked_out, launch_id = launchpad.checkout_fw(FWorker(name=name), launch_dir=".")
+    checked_out, _launch_id = launchpad.checkout_fw(FWorker(name=name), launch_dir=".")
     assert checked_out is not None
     return checked_out.fw_id
 

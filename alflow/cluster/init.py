@@ -32,12 +32,12 @@ import yaml
 
 from alflow.errors import ConfigError
 from alflow.store import is_mongodb_uri, mask_uri
+from alflow.templates import queue_template
 
 __all__ = ["ClusterOptions", "write_cluster_files"]
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).resolve().parent.parent.parent / "workflows" / "templates"
 _Q_TYPE = {"slurm": "SLURM", "pbs": "PBS"}
 
 
@@ -186,7 +186,7 @@ def write_cluster_files(options: ClusterOptions) -> list[Path]:
             )
         )
 
-    template_src = TEMPLATES / f"{options.scheduler}_template.txt"
+    template_src = queue_template(options.scheduler)
     template = out / template_src.name
     if template.exists() and not force:
         raise ConfigError(f"{template} exists (pass --force to replace it)")

@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-import alflow
 from alflow.config import GPAWOracle, config_hash
 from alflow.labeling.base import LabelingFailedError, LabelResult, isolated_atom_box
 from alflow.labeling.gpaw_job import EXIT_ERROR, EXIT_OK, EXIT_SCF_FAILED
@@ -278,13 +277,10 @@ class GPAWLabeler:
         4-atom test cell took 11.7 s instead of 1.4 s on a busy 2-core
         machine). For more than one rank, ``GPAW_MPI_BACKEND=cgpaw`` (GPAW's
         own MPI from a plain python under a launcher) and, as root, Open
-        MPI's ``OMPI_ALLOW_RUN_AS_ROOT`` pair unless already set. The
-        directory holding :mod:`alflow` goes first on ``PYTHONPATH``.
+        MPI's ``OMPI_ALLOW_RUN_AS_ROOT`` pair unless already set. The job's
+        python imports the installed :mod:`alflow` (wheel or editable).
         """
         env = dict(os.environ)
-        package_root = str(Path(alflow.__file__).resolve().parent.parent)
-        paths = [package_root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env["OMP_NUM_THREADS"] = "1"
         env["OPENBLAS_NUM_THREADS"] = "1"
         if self.settings.mpi_ranks > 1:

@@ -52,6 +52,7 @@ from fireworks import FiretaskBase, FWAction, explicit_serialize
 from alflow.errors import AlflowError
 from alflow.settings import Settings
 from alflow.steps.label import done_status_for, failure_document, record_label_outcome
+from alflow.templates import queue_template
 
 __all__ = [
     "OFFLINE_RESULT_NAME",
@@ -72,7 +73,6 @@ JOB_RECORD_NAME = "alflow_job.json"
 SCRIPT_NAME = "FW_submit.script"
 WORKER_NAME = "offline_worker.yaml"
 _SPEC_KEY = "_alflow_offline"
-_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "workflows" / "templates"
 
 
 # --------------------------------------------------------------------------- monty shim
@@ -189,7 +189,7 @@ class QueueOptions:
         ``slurm`` or ``pbs`` (selects the template and the status command).
     qadapter_file
         A FireWorks queue-adapter YAML (``CommonAdapter``); None: the
-        template in ``workflows/templates/`` for the scheduler.
+        template in ``alflow/templates/`` for the scheduler.
     queue_params
         Extra adapter keys for every job (``queue``/partition, ``account``,
         ``pre_rocket`` such as ``module load gpaw``).
@@ -328,7 +328,7 @@ class OfflineDispatcher:
             adapter = load_object_from_file(str(options.qadapter_file))
         else:
             q_type = {"slurm": "SLURM", "pbs": "PBS"}[options.scheduler]
-            template = _TEMPLATES / f"{options.scheduler}_template.txt"
+            template = queue_template(options.scheduler)
             adapter = CommonAdapter(q_type, template_file=str(template), logdir=str(directory))
         adapter = load_object(adapter.to_dict())  # a copy: per-Firework updates stay local
         adapter.setdefault("omp_threads", 1)
@@ -351,10 +351,6 @@ class OfflineDispatcher:
                 str(fw.fw_id),
             ]
         )
-        package_root = str(Path(__file__).resolve().parent.parent.parent)
-        pre = adapter.get("pre_rocket") or ""
-        export = f"export PYTHONPATH={shlex.quote(package_root)}${{PYTHONPATH:+:$PYTHONPATH}}"
-        adapter["pre_rocket"] = f"{pre}\n{export}".strip()
         return adapter
 
     def _offline_firework(self, fw: Any, key: str, campaign: str) -> Any:

@@ -22,5 +22,9 @@ quickstart: setup
 test: setup
 	$(PYTHON) -m pytest -v --durations=15
 
+## test-fast: the suite without the tests marked slow, Slurm, browser or cluster (a quick check while editing)
+test-fast: setup
+	$(PYTHON) -m pytest -q -x -m "not slow and not slurm and not browser and not cluster"
+
 lint:
 	ruff check alflow tests benchmarks && ruff format --check alflow tests benchmarks

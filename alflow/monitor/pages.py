@@ -183,12 +183,7 @@ def campaign_version(view: Any, campaign: str) -> str:
     Firework ends.
     """
     store, launchpad = view.store, view.launchpad
-    doc = (
-        store.campaigns.find_one(
-            {"name": campaign}, {"updated": 1, "status": 1, "validation.updated": 1}
-        )
-        or {}
-    )
+    versions = store.campaign_versions(campaign)
     workflows = [
         (
             wf.get("name"),
@@ -201,14 +196,7 @@ def campaign_version(view: Any, campaign: str) -> str:
             {"name": 1, "state": 1, "updated_on": 1, "fw_states": 1},
         ).sort("metadata.iteration", 1)
     ]
-    parts = [
-        doc.get("status"),
-        doc.get("updated"),
-        (doc.get("validation") or {}).get("updated"),
-        store.iterations.count_documents({"campaign": campaign}),
-        store.labels.count_documents({"campaign": campaign}),
-        workflows,
-    ]
+    parts = [*versions.values(), workflows]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
@@ -295,7 +283,7 @@ def blueprint() -> Any:
 
     def view_for(name: str) -> Any:
         view = g.alflow_view
-        if view.store.campaigns.find_one({"name": name}, {"_id": 1}) is None:
+        if not view.store.has_campaign(name):
             abort(404, description=f"no campaign '{name}' in this store")
         return view
 
@@ -306,7 +294,7 @@ def blueprint() -> Any:
             {
                 "name": name,
                 "status": store.campaign(name)["status"],
-                "iterations": store.iterations.count_documents({"campaign": name}),
+                "iterations": store.count_iterations(name),
                 "labels": store.count_labels(name),
             }
             for name in store.campaign_names()

@@ -170,13 +170,9 @@ class Database:
         """StoreError if ``campaign`` is given and unknown to this store."""
         if campaign is None:
             return
-        if self.store.campaigns.find_one({"name": campaign}, {"_id": 1}) is not None:
+        if self.store.has_campaign(campaign, with_structures=True):
             return
-        if self.store.structures.find_one({"campaign": campaign}, {"_id": 1}) is not None:
-            return
-        names = set(self.store.campaigns.distinct("name"))
-        names |= set(self.store.structures.distinct("campaign"))
-        known = ", ".join(sorted(str(n) for n in names)) or "none"
+        known = ", ".join(sorted(self.store.known_campaign_names())) or "none"
         raise StoreError(f"no campaign '{campaign}' in {self.display} (campaigns: {known})")
 
     def _docs(self, query: StructureQuery, fields: Sequence[str] | None) -> Iterator[dict]:
@@ -283,13 +279,7 @@ class Database:
             raise StoreError(
                 f"'{key}' is not a structure key (hex digits, e.g. from 'alflow db find')"
             )
-        # a prefix as a key range: an index scan (a regex is a full scan on some servers)
-        flt: dict[str, Any] = (
-            {"key": text} if len(text) >= 24 else {"key": {"$gte": text, "$lt": text + "g"}}
-        )
-        if campaign is not None:
-            flt["campaign"] = campaign
-        docs = list(self.store.structures.find(flt).limit(50))
+        docs = self.store.structures_by_key_prefix(text, campaign)
         keys = sorted({d["key"] for d in docs})
         if not docs:
             where = f" in campaign '{campaign}'" if campaign else ""
@@ -298,7 +288,7 @@ class Database:
             raise StoreError(
                 f"key prefix '{key}' matches several structures: {', '.join(keys[:5])}"
             )
-        labels = list(self.store.labels.find({"structure_key": keys[0]}))
+        labels = self.store.labels_of(keys[0])
         for doc in docs:
             doc["labels"] = labels
         return docs
@@ -306,16 +296,14 @@ class Database:
     def campaigns(self) -> list[dict[str, Any]]:
         """Every campaign with its status and counts of structures per status and of labels."""
         per_status = self.engine.campaign_status_counts()
-        names = [d["name"] for d in self.store.campaigns.find({}, {"name": 1}).sort("created", 1)]
+        names = self.store.campaign_names()
         names += sorted(set(per_status) - set(names), key=str)
         out = []
         for name in names:
-            doc = self.store.campaigns.find_one({"name": name}, {"config": 0}) or {}
+            doc = self.store.campaign_summary(name) or {}
             counts = per_status.get(name, {})
             totals = self.engine.label_totals(name)
-            last = self.store.iterations.find_one(
-                {"campaign": name}, {"iteration": 1}, sort=[("iteration", -1)]
-            )
+            last = self.store.last_iteration(name)
             out.append(
                 {
                     "name": name,
@@ -323,7 +311,7 @@ class Database:
                     "reason": doc.get("reason"),
                     "created": doc.get("created"),
                     "updated": doc.get("updated"),
-                    "last_iteration": None if last is None else last.get("iteration"),
+                    "last_iteration": last,
                     "n_structures": int(sum(counts.values())),
                     "per_status": dict(sorted(counts.items(), key=lambda kv: str(kv[0]))),
                     "labels_ok": int(totals["ok"]),

@@ -28,10 +28,7 @@ def campaign_status(store: Store, name: str) -> dict[str, Any]:
     for doc in store.iteration_docs(name):
         entry = {k: v for k, v in doc.items() if k not in ("_id", "campaign")}
         iterations.append(entry)
-    by_status = {
-        status: store.structures.count_documents({"campaign": name, "status": status})
-        for status in store.structures.distinct("status", {"campaign": name})
-    }
+    by_status = store.status_counts(name)
     return {
         "campaign": name,
         "status": campaign["status"],

@@ -144,16 +144,9 @@ def uncertainty_data(store: Store, campaign: str) -> UncertaintyData:
     the campaign's configuration (an iteration still running).
     """
     values: dict[int, list[float]] = {}
-    for doc in store.structures.find(
-        {"campaign": campaign, "uncertainty.max_force_dev_eV_A": {"$exists": True}},
-        {"iteration": 1, "uncertainty.max_force_dev_eV_A": 1},
-    ):
-        value = doc["uncertainty"]["max_force_dev_eV_A"]
-        if value is not None:
-            values.setdefault(int(doc["iteration"]), []).append(float(value))
-    selection = (
-        (store.campaigns.find_one({"name": campaign}) or {}).get("config", {}).get("selection", {})
-    )
+    for iteration, value in store.walker_uncertainties(campaign):
+        values.setdefault(iteration, []).append(value)
+    selection = store.campaign_selection_config(campaign)
     default = (selection.get("trust_lo_eV_A"), selection.get("trust_hi_eV_A"))
     windows: dict[int, tuple[float, float]] = {}
     by_iteration = {d["iteration"]: d for d in store.iteration_docs(campaign)}
@@ -196,24 +189,12 @@ class ParityData:
         return float(np.sqrt(np.mean((self.committee_eV_A - self.dft_eV_A) ** 2)))
 
 
-def _label_for(store: Store, doc: dict[str, Any]) -> dict[str, Any] | None:
-    """The successful label a labeled structure points to (else any ok label of it)."""
-    if doc.get("label_id") is not None:
-        label = store.labels.find_one({"_id": doc["label_id"], "ok": True})
-        if label is not None:
-            return label
-    return store.labels.find_one({"structure_key": doc["key"], "ok": True})
-
-
 def parity_data(store: Store, campaign: str) -> ParityData:
     """Force pairs (committee prediction, DFT) of every labeled walker frame."""
     committee, dft, iterations = [], [], []
     n_frames = 0
-    for doc in store.structures.find(
-        {"campaign": campaign, "status": "labeled", "committee.forces_eV_A": {"$exists": True}},
-        {"key": 1, "iteration": 1, "label_id": 1, "committee.forces_eV_A": 1},
-    ).sort("_id", 1):
-        label = _label_for(store, doc)
+    for doc in store.labeled_with_committee(campaign):
+        label = store.ok_label_for(doc)
         if label is None or label.get("forces_eV_A") is None:
             continue
         predicted = np.ravel(np.asarray(doc["committee"]["forces_eV_A"], dtype=float))
@@ -238,17 +219,7 @@ def parity_data(store: Store, campaign: str) -> ParityData:
 
 def label_outcomes(store: Store, campaign: str) -> dict[int, dict[str, int]]:
     """Per iteration: structures ``labeled`` (seeds included), ``failed`` and ``rejected``."""
-    out: dict[int, dict[str, int]] = {}
-    for iteration in sorted(store.structures.distinct("iteration", {"campaign": campaign})):
-        query = {"campaign": campaign, "iteration": iteration}
-        out[int(iteration)] = {
-            "labeled": store.structures.count_documents(
-                {**query, "status": {"$in": ["labeled", "seed"]}}
-            ),
-            "failed": store.structures.count_documents({**query, "status": "failed"}),
-            "rejected": store.structures.count_documents({**query, "status": "rejected"}),
-        }
-    return out
+    return store.label_outcome_counts(campaign)
 
 
 @dataclass(frozen=True)
@@ -298,9 +269,7 @@ def core_hours(store: Store, campaign: str) -> CoreHours:
     hours: dict[int, float] = {}
     count: dict[int, int] = {}
     untimed: dict[int, int] = {}
-    for label in store.labels.find(
-        {"campaign": campaign}, {"iteration": 1, "wall_s": 1, "cores": 1, "attempts": 1}
-    ):
+    for label in store.label_costs(campaign):
         iteration = int(label.get("iteration") or 0)
         count[iteration] = count.get(iteration, 0) + 1
         hours.setdefault(iteration, 0.0)

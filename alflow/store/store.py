@@ -33,6 +33,7 @@ from pymongo.errors import DuplicateKeyError
 
 from alflow.config import CampaignConfig, config_hash
 from alflow.errors import StoreError, TrainingError
+from alflow.store.reads import StoreReads
 from alflow.structures import atoms_from_doc, atoms_to_doc, labeled_atoms, pymatgen_dict
 from alflow.workcache import sha256_file
 
@@ -81,7 +82,7 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class Store:
+class Store(StoreReads):
     """alflow's collections on one pymongo-compatible database.
 
     Parameters

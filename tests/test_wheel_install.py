@@ -84,15 +84,18 @@ def test_the_wheel_is_what_the_environment_imports(venv: Path, tmp_path: Path) -
             str(venv / "bin" / "python"),
             "-c",
             "import alflow, alflow.templates as t; print(alflow.__file__); "
-            "print(t.queue_template('slurm').read_text()[:9])",
+            "print(t.queue_template('slurm').read_text()[:9]); "
+            "from importlib.resources import files; "
+            "print((files('alflow.monitor') / 'templates' / 'alflow_campaign.html').is_file())",
         ],
         cwd=tmp_path,
         timeout_s=120,
     )
     assert where.returncode == 0, where.stderr
-    module_file, head = where.stdout.split("\n")[:2]
+    module_file, head, gui_template = where.stdout.split("\n")[:3]
     assert Path(module_file).is_relative_to(venv), module_file
     assert head.startswith("#!")
+    assert gui_template == "True"
 
 
 def test_init_cluster_copies_the_packaged_template(venv: Path, tmp_path: Path) -> None:

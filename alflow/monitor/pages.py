@@ -4,6 +4,7 @@ A Flask blueprint mounted at ``/alflow`` on FireWorks' own web app. Pages
 extend FireWorks' ``base.html`` and reload themselves when the campaign's
 state changes (a small script polls ``/alflow/<campaign>/version``, a cheap
 fingerprint of the state computed on the server, see :func:`campaign_version`).
+Their Jinja templates are package data in ``alflow/monitor/templates/``.
 """
 
 from __future__ import annotations
@@ -21,102 +22,6 @@ __all__ = ["FigureCache", "VersionCache", "blueprint", "campaign_version", "camp
 
 log = logging.getLogger(__name__)
 
-_INDEX = """{% extends "base.html" %}
-{% block title %}alflow campaigns{% endblock %}
-{% block content %}
-<h4>alflow campaigns</h4>
-<p class="text-muted">store: {{ store }}</p>
-{% if campaigns %}
-<table class="table table-condensed" id="alflow-campaigns">
-<tr><th>campaign</th><th>status</th><th>iterations</th><th>DFT labels</th><th>workflows</th></tr>
-{% for c in campaigns %}
-<tr><td><a href="{{ url_for('alflow.campaign', name=c.name) }}">{{ c.name }}</a></td>
-<td>{{ c.status }}</td><td>{{ c.iterations }}</td><td>{{ c.labels }}</td>
-<td><a href="/wf/metadata/campaign/{{ c.name | urlencode }}/">FireWorks view</a></td></tr>
-{% endfor %}
-</table>
-{% else %}<p>No campaigns in this store yet.</p>{% endif %}
-{% endblock %}
-"""
-
-_CAMPAIGN = """{% extends "base.html" %}
-{% block morehead %}
-<noscript><meta http-equiv="refresh" content="{{ refresh_s * 6 }}"></noscript>
-<style>
-.alflow-fig { max-width: 100%; border: 1px solid #ddd; margin: 6px 0 18px 0; }
-#alflow-iterations td, #alflow-iterations th,
-#alflow-workflows td, #alflow-workflows th { text-align: right; padding: 2px 8px; }
-</style>
-<script>
-(function () {
-  var version = {{ version | tojson }};
-  setInterval(function () {
-    fetch({{ url_for('alflow.version', name=name) | tojson }}, {cache: "no-store"})
-      .then(function (r) { return r.json(); })
-      .then(function (d) { if (d.version !== version) { window.location.reload(); } })
-      .catch(function () {});
-  }, {{ refresh_s * 1000 }});
-})();
-</script>
-{% endblock %}
-{% block title %}alflow: {{ name }}{% endblock %}
-{% block content %}
-<p><a href="{{ url_for('alflow.index') }}">&larr; all campaigns</a> &middot;
-<a href="/wf/metadata/campaign/{{ name | urlencode }}/">this campaign's workflows in FireWorks</a></p>
-<h4 id="alflow-campaign">campaign {{ name }}: <span id="alflow-status">{{ status }}</span></h4>
-{% if reason %}<p>{{ reason }}</p>{% endif %}
-<p>DFT labels spent: {{ labels }}{% if budget is not none %} of {{ budget }}{% endif %}
-&middot; DFT core-hours: {{ "%.2f" | format(core_hours) }}
-&middot; {{ holdout }}
-&middot; <span class="text-muted">updates by itself; state {{ version }}</span></p>
-
-<h5>Iterations</h5>
-<table class="table table-condensed" id="alflow-iterations">
-<tr><th>iter</th><th>state</th><th>explored</th><th>labeled</th><th>failed</th><th>rejected</th>
-<th>accurate</th><th>F-RMSE eV/Å</th><th>E-MAE meV/atom</th><th>window eV/Å</th>
-<th>labels total</th><th>core-h</th></tr>
-{% for r in rows %}
-<tr class="alflow-iteration"><td>{{ r.iteration }}</td><td>{{ r.state }}</td>
-<td>{{ dash(r.explored) }}</td><td>{{ r.labeled }}</td><td>{{ r.failed }}</td>
-<td>{{ r.rejected }}</td><td>{{ dash(r.accurate_fraction, "{:.1%}") }}</td>
-<td>{{ dash(r.force_rmse_eV_A, "{:.4f}") }}</td><td>{{ dash(r.energy_mae_meV_atom, "{:.2f}") }}</td>
-<td>{% if r.trust_lo_eV_A is not none %}{{ "%.3f" | format(r.trust_lo_eV_A) }}–{{ "%.3f" | format(r.trust_hi_eV_A) }}{% else %}–{% endif %}</td>
-<td>{{ dash(r.labels_spent_total) }}</td><td>{{ "%.2f" | format(r.core_hours) }}</td></tr>
-{% endfor %}
-</table>
-
-<h5>Workflows (one per iteration)</h5>
-<table class="table table-condensed" id="alflow-workflows">
-<tr><th>workflow</th><th>state</th><th>Fireworks by state</th></tr>
-{% for w in workflows %}
-<tr class="alflow-workflow"><td><a href="/wf/{{ w.fw_id }}">{{ w.name }}</a></td>
-<td class="{{ w.state }}">{{ w.state }}</td><td>{{ w.states }}</td></tr>
-{% endfor %}
-</table>
-
-{% if validation %}
-<h5 id="alflow-validation">Validation of the final committee
-<small>(alflow validate, {{ validation.created }})</small></h5>
-<table class="table table-condensed" id="alflow-validation-summary">
-{% for key, value in validation.summary.items() %}
-<tr><td>{{ key }}</td><td>{{ dash(value) }}</td></tr>
-{% endfor %}
-</table>
-{% for fig in validation.figures %}
-<div><b>{{ fig.title }}</b><br>
-<img class="alflow-validation-fig alflow-fig" id="fig-{{ fig.name }}" alt="{{ fig.title }}"
- src="{{ fig.url }}"></div>
-{% endfor %}
-{% endif %}
-
-<h5>Figures</h5>
-{% for fig in figures %}
-<div><b>{{ fig.title }}</b><br>
-<img class="alflow-fig" id="fig-{{ fig.name }}" alt="{{ fig.title }}" src="{{ fig.url }}"
- onload="this.setAttribute('data-loaded', this.naturalWidth)"></div>
-{% endfor %}
-{% endblock %}
-"""
 
 _NAV = (
     b'<div class="container" id="alflow-nav" style="margin-top:-10px">'
@@ -264,7 +169,7 @@ def blueprint() -> Any:
         current_app,
         g,
         jsonify,
-        render_template_string,
+        render_template,
         url_for,
     )
 
@@ -276,7 +181,7 @@ def blueprint() -> Any:
     )
     from alflow.report.summary import core_hours, iteration_rows, learning_curve
 
-    pages = Blueprint("alflow", __name__, url_prefix="/alflow")
+    pages = Blueprint("alflow", __name__, url_prefix="/alflow", template_folder="templates")
 
     def state() -> Any:
         return current_app.extensions["alflow"]
@@ -299,7 +204,7 @@ def blueprint() -> Any:
             }
             for name in store.campaign_names()
         ]
-        return render_template_string(_INDEX, campaigns=campaigns, store=state().live.display)
+        return render_template("alflow_index.html", campaigns=campaigns, store=state().live.display)
 
     @pages.route("/<name>/")
     def campaign(name: str) -> str:
@@ -317,8 +222,8 @@ def blueprint() -> Any:
             }
             for fig, (title, _) in FIGURES.items()
         ]
-        return render_template_string(
-            _CAMPAIGN,
+        return render_template(
+            "alflow_campaign.html",
             name=name,
             status=doc["status"],
             reason=doc.get("reason"),

@@ -195,9 +195,11 @@ class CommitteeConfig(Strict):
 
     members: int = Field(default=4, ge=2, description="Committee size M.")
     seed: int = Field(default=0, description="Member m uses seed + m.")
-    kind: Literal["independent"] = Field(
+    kind: Literal["independent", "shared_body"] = Field(
         default="independent",
-        description="independent: M separately trained MACE models (docs/committee.md).",
+        description="independent: M separately trained MACE models. shared_body: member 0 "
+        "trained as usual, members 1..M-1 its frozen body with their own readouts, the body "
+        "evaluated once per call (docs/committee.md, 'Committee kinds').",
     )
     foundation_model: Path | None = Field(
         default=None,

@@ -53,14 +53,16 @@ class StepContext:
     def load_committee(self, models: Sequence[dict[str, Any]], **options: Any) -> Any:
         """Fetch ``models`` (store records, sha256 checked) and load them as one calculator.
 
-        ``options`` go to :func:`alflow.committee.load_committee` (``propagator``,
+        ``options`` go to the loader of the campaign's ``committee.kind``
+        (:func:`alflow.committee.load_committee_of_kind`: ``propagator``,
         ``always_stress``); device, dtype and threads come from the settings
         and the campaign.
         """
-        from alflow.committee import load_committee
+        from alflow.committee import load_committee_of_kind
 
         paths = [self.store.fetch_model(m["_id"], self.workdir / "models") for m in models]
-        return load_committee(
+        return load_committee_of_kind(
+            self.config.committee.kind,
             paths,
             device=self.settings.device,
             dtype=self.config.committee.training.dtype,

@@ -54,6 +54,54 @@ def _previous_member(ctx: StepContext, iteration: int | str, member: int) -> dic
     return records[0] if records else None
 
 
+def _shared_body_base(
+    ctx: StepContext, iteration: int | str, member: int, meta: dict[str, Any]
+) -> dict | None:
+    """Member 0's record of this iteration when ``member`` fits readouts on its body.
+
+    None unless ``committee.kind`` is ``shared_body`` and ``member`` > 0.
+
+    Raises
+    ------
+    TrainingError
+        Member 0 of the iteration has not trained (recorded as this member's failure).
+    """
+    if ctx.config.committee.kind != "shared_body" or member == 0:
+        return None
+    records = [r for r in ctx.store.trained_models(ctx.campaign, iteration) if r["member"] == 0]
+    if not records:
+        error = "committee.kind shared_body: member 0 of this iteration has not trained"
+        ctx.store.record_failed_model(ctx.campaign, iteration, member, error, meta)
+        raise TrainingError(f"member {member} of iteration {iteration}: {error}")
+    meta.pop("continued_from", None)  # readouts start from their seed, not the last iteration
+    meta["shared_body_of"] = records[0]["_id"]
+    return records[0]
+
+
+def _readouts_trainer(ctx: StepContext, base: dict) -> Any:
+    """A ``train_member``-like callable fitting readouts on ``base``'s frozen body."""
+    from alflow.committee import train_readouts
+
+    base_path = ctx.store.fetch_model(base["_id"], ctx.workdir / "shared_body")
+
+    def train(frames: Any, *, training: TrainingConfig, seed: int, **options: Any) -> Any:
+        trained = train_readouts(
+            frames,
+            base_model=base_path,
+            training=training,
+            seed=seed,
+            workdir=options["workdir"],
+            device=options["device"],
+            threads=options["threads"],
+            name=options["name"],
+        )
+        trained.hyperparameters["repulsion"] = base.get("repulsion")  # member 0's prior, kept
+        trained.hyperparameters["shared_body_of"] = base["_id"]
+        return trained
+
+    return train
+
+
 def train_committee_member(ctx: StepContext, iteration: int | str, member: int) -> dict[str, Any]:
     """Train member ``member`` of iteration ``iteration`` (or ``FINAL``) and store its model.
 
@@ -103,8 +151,10 @@ def train_committee_member(ctx: StepContext, iteration: int | str, member: int) 
             meta["continued_from"] = record["_id"]
 
     e0s_eV = store.reference_energies(parameters_hash) or None
+    base = _shared_body_base(ctx, iteration, member, meta)
+    trainer = train_member if base is None else _readouts_trainer(ctx, base)
     try:
-        trained = train_member(
+        trained = trainer(
             frames,
             model=committee.model,
             training=training,

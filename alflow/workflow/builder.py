@@ -5,7 +5,11 @@ metadata ``{campaign, iteration}``::
 
     [iteration 0 only: references + initial labels: seed and held-out frames (dft)]
         └─► train member 0..M-1 (train) ─► walker 0..K-1 (md) ─► select (service)
+            (committee.kind shared_body: train member 1..M-1 after member 0)
               select adds: label 0..L-1 (dft) ─► collect (service, allows fizzled parents)
+
+With ``exploration.walkers_per_job`` J > 1 the md Fireworks are
+ceil(K / J), each running J walkers batched (``walkers`` in the spec).
 
 collect adds iteration N+1 as a new Workflow when the campaign goes on, and
 the final fit when it ends (converged or stopped)::
@@ -26,6 +30,7 @@ __all__ = [
     "final_workflow",
     "iteration_workflow",
     "labeling_workflow",
+    "walker_jobs",
     "workflow_name",
 ]
 
@@ -36,6 +41,26 @@ CATEGORIES = ("train", "md", "service", "dft")
 def workflow_name(campaign: str, iteration: int | str) -> str:
     """The Workflow's name, as shown in the FireWorks web GUI."""
     return f"{campaign} final fit" if iteration == FINAL else f"{campaign} iteration {iteration}"
+
+
+def walker_jobs(config: CampaignConfig) -> list[tuple[dict[str, Any], str]]:
+    """The md Fireworks' walkers: (spec entries, name label) per Firework.
+
+    ``exploration.walkers_per_job`` 1: one Firework per walker (``walker=w``,
+    ``w3``); more: ceil(walkers / walkers_per_job) Fireworks, each running a
+    consecutive slice of walkers batched (``walkers=[0, ..., 7]``, ``w0-7``).
+    """
+    exploration = config.exploration
+    if exploration.walkers_per_job == 1:
+        return [({"walker": w}, f"w{w}") for w in range(exploration.walkers)]
+    indices = list(range(exploration.walkers))
+    size = exploration.walkers_per_job
+    jobs = []
+    for first in range(0, len(indices), size):
+        chunk = indices[first : first + size]
+        label = f"w{chunk[0]}" if len(chunk) == 1 else f"w{chunk[0]}-{chunk[-1]}"
+        jobs.append(({"walkers": chunk}, label))
+    return jobs
 
 
 def _spec(
@@ -62,6 +87,11 @@ def _dft_spec(config: CampaignConfig, iteration: int | str, step: str, **extra: 
         "job_name": f"alflow-{config.name}-{step}",
     }
     return spec
+
+
+def _shared_body_children(config: CampaignConfig, trains: list[Any]) -> list[Any]:
+    """Train Fireworks that wait for member 0's (``shared_body``: they fit readouts on its body)."""
+    return list(trains[1:]) if config.committee.kind == "shared_body" else []
 
 
 def labeling_workflow(config: CampaignConfig, iteration: int, keys: list[str]) -> Any:
@@ -136,10 +166,10 @@ def iteration_workflow(
     walkers = [
         Firework(
             [ExploreTask()],
-            spec=_spec(config, iteration, "explore", "md", walker=w, _allow_fizzled_parents=True),
-            name=f"{name} it{iteration} md w{w}",
+            spec=_spec(config, iteration, "explore", "md", **job, _allow_fizzled_parents=True),
+            name=f"{name} it{iteration} md {label}",
         )
-        for w in range(config.exploration.walkers)
+        for job, label in walker_jobs(config)
     ]
     select = Firework(
         [SelectTask()],
@@ -148,6 +178,7 @@ def iteration_workflow(
     )
     links: dict[Any, list[Any]] = {fw: list(trains) for fw in seeds}
     links.update({fw: list(walkers) for fw in trains})
+    links[trains[0]] = [*_shared_body_children(config, trains), *walkers]
     links.update({fw: [select] for fw in walkers})
     metadata = {"campaign": name, "iteration": iteration}
     return Workflow(
@@ -180,6 +211,7 @@ def final_workflow(config: CampaignConfig) -> Any:
     )
     fireworks = [*trains, finalize]
     links: dict[Any, list[Any]] = {fw: [finalize] for fw in trains}
+    links[trains[0]] = [*_shared_body_children(config, trains), finalize]
     if config.final.validate_after:
         validate = Firework(
             [ValidateTask()],

@@ -8,9 +8,6 @@ metadata ``{campaign, iteration}``::
             (committee.kind shared_body: train member 1..M-1 after member 0)
               select adds: label 0..L-1 (dft) ─► collect (service, allows fizzled parents)
 
-With ``exploration.walkers_per_job`` J > 1 the md Fireworks are
-ceil(K / J), each running J walkers batched (``walkers`` in the spec).
-
 collect adds iteration N+1 as a new Workflow when the campaign goes on, and
 the final fit when it ends (converged or stopped)::
 
@@ -30,7 +27,6 @@ __all__ = [
     "final_workflow",
     "iteration_workflow",
     "labeling_workflow",
-    "walker_jobs",
     "workflow_name",
 ]
 
@@ -41,26 +37,6 @@ CATEGORIES = ("train", "md", "service", "dft")
 def workflow_name(campaign: str, iteration: int | str) -> str:
     """The Workflow's name, as shown in the FireWorks web GUI."""
     return f"{campaign} final fit" if iteration == FINAL else f"{campaign} iteration {iteration}"
-
-
-def walker_jobs(config: CampaignConfig) -> list[tuple[dict[str, Any], str]]:
-    """The md Fireworks' walkers: (spec entries, name label) per Firework.
-
-    ``exploration.walkers_per_job`` 1: one Firework per walker (``walker=w``,
-    ``w3``); more: ceil(walkers / walkers_per_job) Fireworks, each running a
-    consecutive slice of walkers batched (``walkers=[0, ..., 7]``, ``w0-7``).
-    """
-    exploration = config.exploration
-    if exploration.walkers_per_job == 1:
-        return [({"walker": w}, f"w{w}") for w in range(exploration.walkers)]
-    indices = list(range(exploration.walkers))
-    size = exploration.walkers_per_job
-    jobs = []
-    for first in range(0, len(indices), size):
-        chunk = indices[first : first + size]
-        label = f"w{chunk[0]}" if len(chunk) == 1 else f"w{chunk[0]}-{chunk[-1]}"
-        jobs.append(({"walkers": chunk}, label))
-    return jobs
 
 
 def _spec(
@@ -166,10 +142,10 @@ def iteration_workflow(
     walkers = [
         Firework(
             [ExploreTask()],
-            spec=_spec(config, iteration, "explore", "md", **job, _allow_fizzled_parents=True),
-            name=f"{name} it{iteration} md {label}",
+            spec=_spec(config, iteration, "explore", "md", walker=w, _allow_fizzled_parents=True),
+            name=f"{name} it{iteration} md w{w}",
         )
-        for job, label in walker_jobs(config)
+        for w in range(config.exploration.walkers)
     ]
     select = Firework(
         [SelectTask()],

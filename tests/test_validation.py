@@ -295,7 +295,7 @@ def test_report_and_web_page_show_the_validation(
 ) -> None:
     from alflow.monitor.live import LiveStore
     from alflow.monitor.webgui import create_app
-    from alflow.report.summary import write_report
+    from alflow.report.write import write_report
 
     written = [p.name for p in write_report(campaign.store, campaign.campaign, tmp_path)]
     assert "val-cu-validation-dimers.png" in written and "val-cu-validation-eos.png" in written

@@ -1,7 +1,8 @@
 """Reference labels (energy, forces, stress) for the active-learning loop.
 
 - :mod:`alflow.labeling.base`: :class:`LabelResult`, the :class:`Labeler`
-  protocol, :func:`make_labeler`, :func:`isolated_atom_energies`.
+  protocol, :func:`isolated_atom_energies`.
+- :mod:`alflow.labeling.factory`: :func:`make_labeler`, the labeler of an oracle.
 - :mod:`alflow.labeling.emt`: ASE's EMT in-process (a cheap stand-in oracle).
 - :mod:`alflow.labeling.gpaw_labeler`: GPAW, one (MPI) process per calculation,
   running :mod:`alflow.labeling.gpaw_job`.
@@ -17,8 +18,8 @@ from alflow.labeling.base import (
     LabelingFailedError,
     LabelResult,
     isolated_atom_energies,
-    make_labeler,
 )
+from alflow.labeling.factory import make_labeler
 from alflow.labeling.sanity import sanity_reason
 
 __all__ = [

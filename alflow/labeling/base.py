@@ -25,15 +25,13 @@ from ase import Atoms
 from alflow.errors import LabelingError
 
 if TYPE_CHECKING:
-    from alflow.config import EMTOracle, GPAWOracle
-    from alflow.settings import Settings
+    pass
 
 __all__ = [
     "LabelResult",
     "Labeler",
     "LabelingFailedError",
     "isolated_atom_energies",
-    "make_labeler",
 ]
 
 logger = logging.getLogger(__name__)
@@ -226,37 +224,6 @@ class Labeler(Protocol):
             When it finally fails; ``.attempts`` lists every attempt.
         """
         ...
-
-
-def make_labeler(oracle: EMTOracle | GPAWOracle, settings: Settings) -> Labeler:
-    """Build the labeler of a campaign's oracle.
-
-    Parameters
-    ----------
-    oracle
-        ``campaign.labeling.oracle``.
-    settings
-        Worker settings (MPI launcher and ranks for GPAW).
-
-    Returns
-    -------
-    Labeler
-
-    Raises
-    ------
-    LabelingError
-        Unknown oracle code.
-    """
-    code = getattr(oracle, "code", None)
-    if code == "emt":
-        from alflow.labeling.emt import EMTLabeler
-
-        return EMTLabeler()
-    if code == "gpaw":
-        from alflow.labeling.gpaw_labeler import GPAWLabeler
-
-        return GPAWLabeler(oracle, settings)  # type: ignore[arg-type]
-    raise LabelingError(f"unknown oracle code {code!r} (expected 'emt' or 'gpaw')")
 
 
 def isolated_atom_box(symbol: str, vacuum_A: float) -> Atoms:

@@ -52,7 +52,7 @@ def _cmd_webgui(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from alflow.query.api import connect_reader
-    from alflow.report.summary import write_report
+    from alflow.report.write import write_report
     from alflow.store import Store
 
     settings = _settings(args)

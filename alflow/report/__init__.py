@@ -1,1 +1,2 @@
-"""Reports on campaigns: status tables now; plots and pages later."""
+"""Reports on campaigns: ``status`` (``alflow status``), ``summary`` (the numbers per
+iteration), ``plots`` (the figures) and ``write`` (``alflow report``: figures and summary)."""

@@ -112,6 +112,107 @@ def _env(options: ClusterOptions, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _launchpad_file(options: ClusterOptions, out: Path) -> Path:
+    """``my_launchpad.yaml``: FireWorks' URI-mode LaunchPad on the server."""
+    return _dump(
+        out / "my_launchpad.yaml",
+        {
+            "host": options.store,
+            "name": options.launchpad_name,
+            "uri_mode": True,
+            "logdir": None,
+            "strm_lvl": "INFO",
+        },
+        f"alflow LaunchPad on {mask_uri(options.store)} (FireWorks URI mode)",
+        options.overwrite,
+    )
+
+
+def _worker_files(options: ClusterOptions, out: Path) -> list[Path]:
+    """``my_fworker_<category>.yaml``: one FireWorker per category, its settings as env."""
+    query = {"spec.campaign": options.campaign} if options.campaign else {}
+    mpi_command = options.dft_mpi_command or ("srun" if options.scheduler == "slurm" else "mpiexec")
+    workers = {
+        "train": _env(options, device="cuda", torch_threads=4, parallel_processes=1),
+        "md": _env(options, device="cuda", torch_threads=4, parallel_processes=1),
+        "dft": _env(options, device="cpu", mpi_command=mpi_command, mpi_ranks=options.dft_ranks),
+        "service": _env(options, device="cpu", torch_threads=1),
+    }
+    where = {
+        "train": "GPU nodes",
+        "md": "GPU nodes",
+        "dft": "CPU nodes",
+        "service": "the login node (rlaunch rapidfire)",
+    }
+    return [
+        _dump(
+            out / f"my_fworker_{category}.yaml",
+            {
+                "name": f"alflow-{category}",
+                "category": [category],
+                "query": json.dumps(query),  # FireWorks reads a JSON string
+                "env": env,
+            },
+            f"FireWorker for '{category}' Fireworks on {where[category]}",
+            options.overwrite,
+        )
+        for category, env in workers.items()
+    ]
+
+
+def _queue_template_copy(options: ClusterOptions, out: Path) -> Path:
+    """The packaged queue-script template, copied next to the adapters that name it."""
+    template_src = queue_template(options.scheduler)
+    template = out / template_src.name
+    if template.exists() and not options.overwrite:
+        raise ConfigError(f"{template} exists (pass --force to replace it)")
+    shutil.copyfile(template_src, template)
+    return template
+
+
+def _queue_adapter(options: ClusterOptions, out: Path, category: str, template: Path) -> dict:
+    """FireWorks ``CommonAdapter`` settings of one job category (dft: CPU; train/md: GPU)."""
+    rocket = shlex.join(
+        [
+            options.python,
+            "-m",
+            "fireworks.scripts.rlaunch_run",
+            "-l",
+            str(out / "my_launchpad.yaml"),
+            "-w",
+            str(out / f"my_fworker_{category}.yaml"),
+            "singleshot",
+        ]
+    )
+    adapter: dict[str, Any] = {
+        "_fw_name": "CommonAdapter",
+        "_fw_q_type": _Q_TYPE[options.scheduler],
+        "_fw_template_file": str(template),
+        "rocket_launch": rocket,
+        "job_name": f"alflow-{category}",
+        "nodes": 1,
+        "omp_threads": 1,
+        "logdir": str(out / "logs"),
+        "pre_rocket": "# module load ... / source venv/bin/activate",
+        "post_rocket": None,
+    }
+    if category == "dft":
+        adapter.update(ntasks=options.dft_ranks, walltime=options.dft_walltime)
+        if options.queue:
+            adapter["queue"] = options.queue
+    else:
+        adapter.update(ntasks=1, walltime=options.gpu_walltime, omp_threads=4)
+        if options.scheduler == "slurm":
+            adapter.update(cpus_per_task=4, gres="gpu:1")
+        else:
+            adapter.update(ngpus=1)
+        if options.gpu_queue:
+            adapter["queue"] = options.gpu_queue
+    if options.account:
+        adapter["account"] = options.account
+    return {k: v for k, v in adapter.items() if v is not None}
+
+
 def write_cluster_files(options: ClusterOptions) -> list[Path]:
     """Write the launchpad, worker and queue-adapter files.
 
@@ -139,107 +240,17 @@ def write_cluster_files(options: ClusterOptions) -> list[Path]:
         raise ConfigError(f"unknown scheduler {options.scheduler!r} (slurm or pbs)")
     out = Path(options.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    force = options.overwrite
-
-    written.append(
-        _dump(
-            out / "my_launchpad.yaml",
-            {
-                "host": options.store,
-                "name": options.launchpad_name,
-                "uri_mode": True,
-                "logdir": None,
-                "strm_lvl": "INFO",
-            },
-            f"alflow LaunchPad on {mask_uri(options.store)} (FireWorks URI mode)",
-            force,
-        )
-    )
-
-    query = {"spec.campaign": options.campaign} if options.campaign else {}
-    mpi_command = options.dft_mpi_command or ("srun" if options.scheduler == "slurm" else "mpiexec")
-    workers = {
-        "train": _env(options, device="cuda", torch_threads=4, parallel_processes=1),
-        "md": _env(options, device="cuda", torch_threads=4, parallel_processes=1),
-        "dft": _env(options, device="cpu", mpi_command=mpi_command, mpi_ranks=options.dft_ranks),
-        "service": _env(options, device="cpu", torch_threads=1),
-    }
-    where = {
-        "train": "GPU nodes",
-        "md": "GPU nodes",
-        "dft": "CPU nodes",
-        "service": "the login node (rlaunch rapidfire)",
-    }
-    for category, env in workers.items():
-        written.append(
-            _dump(
-                out / f"my_fworker_{category}.yaml",
-                {
-                    "name": f"alflow-{category}",
-                    "category": [category],
-                    "query": json.dumps(query),  # FireWorks reads a JSON string
-                    "env": env,
-                },
-                f"FireWorker for '{category}' Fireworks on {where[category]}",
-                force,
-            )
-        )
-
-    template_src = queue_template(options.scheduler)
-    template = out / template_src.name
-    if template.exists() and not force:
-        raise ConfigError(f"{template} exists (pass --force to replace it)")
-    shutil.copyfile(template_src, template)
+    written = [_launchpad_file(options, out), *_worker_files(options, out)]
+    template = _queue_template_copy(options, out)
     written.append(template)
-    launchpad_file = out / "my_launchpad.yaml"
     for category in ("dft", "train", "md"):
-        worker_file = out / f"my_fworker_{category}.yaml"
-        rocket = shlex.join(
-            [
-                options.python,
-                "-m",
-                "fireworks.scripts.rlaunch_run",
-                "-l",
-                str(launchpad_file),
-                "-w",
-                str(worker_file),
-                "singleshot",
-            ]
-        )
-        adapter: dict[str, Any] = {
-            "_fw_name": "CommonAdapter",
-            "_fw_q_type": _Q_TYPE[options.scheduler],
-            "_fw_template_file": str(template),
-            "rocket_launch": rocket,
-            "job_name": f"alflow-{category}",
-            "nodes": 1,
-            "omp_threads": 1,
-            "logdir": str(out / "logs"),
-            "pre_rocket": "# module load ... / source venv/bin/activate",
-            "post_rocket": None,
-        }
-        if category == "dft":
-            adapter.update(ntasks=options.dft_ranks, walltime=options.dft_walltime)
-            if options.queue:
-                adapter["queue"] = options.queue
-        else:
-            adapter.update(ntasks=1, walltime=options.gpu_walltime, omp_threads=4)
-            if options.scheduler == "slurm":
-                adapter.update(cpus_per_task=4, gres="gpu:1")
-            else:
-                adapter.update(ngpus=1)
-            if options.gpu_queue:
-                adapter["queue"] = options.gpu_queue
-        if options.account:
-            adapter["account"] = options.account
         written.append(
             _dump(
                 out / f"my_qadapter_{category}.yaml",
-                {k: v for k, v in adapter.items() if v is not None},
+                _queue_adapter(options, out, category, template),
                 f"{options.scheduler} queue adapter for '{category}' jobs; use with qlaunch -r "
                 "(reservation mode: per-Firework _queueadapter resources apply)",
-                force,
+                options.overwrite,
             )
         )
     (out / "logs").mkdir(exist_ok=True)

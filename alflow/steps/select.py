@@ -199,7 +199,8 @@ def select_for_labeling(
     the campaign are ``rejected`` with the reason; the chosen ones and the
     audit frames become ``selected`` (audit frames with ``audit: true``). The
     budget is the smaller of the per-iteration budget and what is left of the
-    campaign's DFT budget.
+    campaign's DFT budget. ``selection.strategy: random`` branches off at once
+    to :func:`alflow.steps.select_random.select_random` (the baseline).
 
     Parameters
     ----------
@@ -220,6 +221,10 @@ def select_for_labeling(
     """
     store, config = ctx.store, ctx.config
     selection_config = config.selection
+    if selection_config.strategy == "random":  # the baseline: its own small function
+        from alflow.steps.select_random import select_random
+
+        return select_random(ctx, iteration)
     spent = store.count_labels(ctx.campaign)
     budget = max(0, min(selection_config.max_per_iteration, config.loop.max_dft_labels - spent))
     query = {"campaign": ctx.campaign, "iteration": iteration, "status": "explored"}
@@ -250,6 +255,7 @@ def select_for_labeling(
     thresholds = calibrated_thresholds(scores_seen, errors_seen, selection_config)
     pending = _drop_pending(ctx, iteration, committee, thresholds)
     record: dict[str, Any] = {
+        "strategy": "committee",
         "thresholds": thresholds.as_doc(),
         "pending": {k: v for k, v in pending.items() if k != "keys"},
     }

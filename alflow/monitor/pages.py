@@ -160,6 +160,45 @@ def _validation_block(
     }
 
 
+def _campaign_context(view: Any, name: str, version: str) -> dict[str, Any]:
+    """What the campaign page shows: status, cost, iterations, workflows, figures, validation."""
+    from flask import url_for
+
+    from alflow.report.plots import FIGURES, validation_figures
+    from alflow.report.summary import core_hours, iteration_rows, learning_curve
+
+    store = view.store
+    doc = store.campaign(name)
+    cost = core_hours(store, name)
+    curve = learning_curve(store, name)
+    figures = [
+        {
+            "name": fig,
+            "title": title,
+            "url": url_for("alflow.figure", name=name, figure=fig, v=version),
+        }
+        for fig, (title, _) in FIGURES.items()
+    ]
+    return {
+        "name": name,
+        "status": doc["status"],
+        "reason": doc.get("reason"),
+        "labels": store.count_labels(name),
+        "budget": doc.get("config", {}).get("loop", {}).get("max_dft_labels"),
+        "core_hours": float(cost.cumulative_core_hours[-1]) if len(cost.iteration) else 0.0,
+        "holdout": (
+            "held-out errors recorded"
+            if curve.has_holdout
+            else "no held-out set: errors are on newly labeled frames"
+        ),
+        "rows": iteration_rows(store, name),
+        "workflows": campaign_workflows(view.launchpad, name),
+        "figures": figures,
+        "validation": _validation_block(doc, name, validation_figures(store, name), version),
+        "version": version,
+    }
+
+
 def blueprint() -> Any:
     """A new Flask blueprint with the alflow pages (reads ``flask.g.alflow_view``)."""
     from flask import (
@@ -170,16 +209,13 @@ def blueprint() -> Any:
         g,
         jsonify,
         render_template,
-        url_for,
     )
 
     from alflow.report.plots import (
         FIGURES,
         render_figure,
         render_validation_figure,
-        validation_figures,
     )
-    from alflow.report.summary import core_hours, iteration_rows, learning_curve
 
     pages = Blueprint("alflow", __name__, url_prefix="/alflow", template_folder="templates")
 
@@ -209,39 +245,10 @@ def blueprint() -> Any:
     @pages.route("/<name>/")
     def campaign(name: str) -> str:
         view = view_for(name)
-        store = view.store
-        doc = store.campaign(name)
         version = state().versions.get(view, name)
-        cost = core_hours(store, name)
-        curve = learning_curve(store, name)
-        figures = [
-            {
-                "name": fig,
-                "title": title,
-                "url": url_for("alflow.figure", name=name, figure=fig, v=version),
-            }
-            for fig, (title, _) in FIGURES.items()
-        ]
+        context = _campaign_context(view, name, version)
         return render_template(
-            "alflow_campaign.html",
-            name=name,
-            status=doc["status"],
-            reason=doc.get("reason"),
-            labels=store.count_labels(name),
-            budget=doc.get("config", {}).get("loop", {}).get("max_dft_labels"),
-            core_hours=float(cost.cumulative_core_hours[-1]) if len(cost.iteration) else 0.0,
-            holdout=(
-                "held-out errors recorded"
-                if curve.has_holdout
-                else "no held-out set: errors are on newly labeled frames"
-            ),
-            rows=iteration_rows(store, name),
-            workflows=campaign_workflows(view.launchpad, name),
-            figures=figures,
-            validation=_validation_block(doc, name, validation_figures(store, name), version),
-            version=version,
-            refresh_s=state().refresh_s,
-            dash=_dash,
+            "alflow_campaign.html", **context, refresh_s=state().refresh_s, dash=_dash
         )
 
     @pages.route("/<name>/version")

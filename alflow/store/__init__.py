@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from alflow.store.connection import Connection, connect, is_mongodb_uri, mask_uri, resolve_store
+from alflow.store.errors import DatabaseError, ServerConnectionError
 from alflow.store.store import STATUSES, Store
 
 __all__ = [
     "STATUSES",
     "Connection",
+    "DatabaseError",
+    "ServerConnectionError",
     "Store",
     "connect",
     "is_mongodb_uri",

@@ -25,11 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pymongo.errors import ConnectionFailure
-
 from alflow.config import CampaignConfig
 from alflow.settings import Settings
-from alflow.store import open_store
+from alflow.store import ServerConnectionError, open_store
 from alflow.store.server import release_server
 from alflow.workflow.launchpad import open_launchpad
 from alflow.workflow.pool import WorkerPool, worker_groups
@@ -305,7 +303,7 @@ def _watch(
                 if dispatcher is not None:
                     _offline_step(dispatcher, launchpad, dispatcher.fworker, pool.scratch)
                 states = tracker.poll()
-            except ConnectionFailure as exc:  # the server went away: restart it next poll
+            except ServerConnectionError as exc:  # the server went away: restart it next poll
                 log.warning("database connection lost (%s): retrying", exc)
                 quiet_polls = 0
                 continue

@@ -33,6 +33,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from alflow.store import DatabaseError
+
 __all__ = ["launch_dir", "launch_one", "main", "run_worker", "worker_state_path"]
 
 log = logging.getLogger(__name__)
@@ -107,8 +109,6 @@ def run_worker(
     int
         Fireworks this worker ran.
     """
-    from pymongo.errors import PyMongoError
-
     stopping = False
 
     def _stop(signum: int, frame: Any) -> None:
@@ -130,7 +130,7 @@ def run_worker(
             if launch_one(launchpad, fworker, fw_id, scratch):
                 launched += 1
             _write_state(state, None)
-        except PyMongoError as exc:
+        except DatabaseError as exc:
             log.warning("worker %s: database error, retrying: %s", fworker.name, exc)
             time.sleep(1.0)
     return launched

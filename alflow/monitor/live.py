@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alflow.store import Connection, Store
+from alflow.workflow.views import reader_launchpad
 
 __all__ = ["LiveStore", "View"]
 
@@ -69,18 +70,13 @@ class LiveStore:
         settings: Any | None = None,
         timeout_s: float = 10.0,
     ) -> None:
-        from fireworks import LaunchPad
-
         from alflow.query.api import connect_reader
 
         self.store = store
         self.store_name = store_name
         self.launchpad_name = launchpad_name
         self.connection: Connection = connect_reader(store, timeout_s=timeout_s, settings=settings)
-        # FireWorks' LaunchPad constructor only connects; a reader never initialises one
-        launchpad = LaunchPad(
-            host=self.connection.uri, name=launchpad_name, uri_mode=True, strm_lvl="WARNING"
-        )
+        launchpad = reader_launchpad(self.connection.uri, launchpad_name)
         self._view = View(launchpad, Store(self.connection.client[store_name]))
         log.debug("live view of %s", self.connection.display)
 

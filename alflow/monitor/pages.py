@@ -13,12 +13,13 @@ import hashlib
 import logging
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from typing import Any
 
 from alflow.errors import StoreError
+from alflow.workflow.views import campaign_workflows, workflow_states
 
-__all__ = ["FigureCache", "VersionCache", "blueprint", "campaign_version", "campaign_workflows"]
+__all__ = ["FigureCache", "VersionCache", "blueprint", "campaign_version"]
 
 log = logging.getLogger(__name__)
 
@@ -54,28 +55,6 @@ class FigureCache:
                 self._items.popitem(last=False)
 
 
-def campaign_workflows(launchpad: Any, campaign: str) -> list[dict[str, Any]]:
-    """The campaign's workflows by iteration: name, state, first fw_id, Fireworks per state."""
-    out = []
-    for wf in launchpad.workflows.find(
-        {"metadata.campaign": campaign}, {"name": 1, "state": 1, "nodes": 1, "metadata": 1}
-    ).sort("metadata.iteration", 1):
-        states = Counter(
-            fw["state"]
-            for fw in launchpad.fireworks.find({"fw_id": {"$in": wf["nodes"]}}, {"state": 1})
-        )
-        out.append(
-            {
-                "name": wf["name"],
-                "state": wf["state"],
-                "fw_id": min(wf["nodes"]) if wf["nodes"] else 0,
-                "iteration": wf.get("metadata", {}).get("iteration"),
-                "states": ", ".join(f"{n} {s}" for s, n in sorted(states.items())),
-            }
-        )
-    return out
-
-
 def campaign_version(view: Any, campaign: str) -> str:
     """A string that changes when the campaign's state changes.
 
@@ -89,18 +68,7 @@ def campaign_version(view: Any, campaign: str) -> str:
     """
     store, launchpad = view.store, view.launchpad
     versions = store.campaign_versions(campaign)
-    workflows = [
-        (
-            wf.get("name"),
-            wf.get("state"),
-            wf.get("updated_on"),
-            sorted(wf.get("fw_states", {}).items()),
-        )
-        for wf in launchpad.workflows.find(
-            {"metadata.campaign": campaign},
-            {"name": 1, "state": 1, "updated_on": 1, "fw_states": 1},
-        ).sort("metadata.iteration", 1)
-    ]
+    workflows = workflow_states(launchpad, campaign)
     parts = [*versions.values(), workflows]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 

@@ -21,6 +21,7 @@ from typing import Any
 from alflow.errors import ConfigError
 from alflow.monitor.live import LiveStore
 from alflow.monitor.pages import FigureCache, VersionCache, blueprint, inject_nav
+from alflow.workflow.views import fireworks_web_app
 
 __all__ = ["GuiState", "check_bind", "create_app", "is_loopback", "make_server"]
 
@@ -149,8 +150,7 @@ def create_app(
     -------
     flask.Flask
     """
-    from fireworks.flask_site.app import app
-
+    app = fireworks_web_app()
     app.config["WEBGUI_USERNAME"] = username
     app.config["WEBGUI_PASSWORD"] = password
     app.lp = live.current().launchpad

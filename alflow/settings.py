@@ -76,6 +76,9 @@ class Settings(BaseModel):
 
 
 _ENV_PREFIX = "ALFLOW_"
+# Not pydantic-settings' BaseSettings: that reads the process environment at every
+# Settings(...), and workers build theirs from a Firework's _fw_env; here the
+# environment is read in one place, load_settings, which names the bad source.
 
 
 def load_settings(

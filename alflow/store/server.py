@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -44,6 +43,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock
 
 from alflow.errors import StoreError
 from alflow.procutil import pid_alive
@@ -122,12 +123,8 @@ def _resolve_program(program: str) -> str:
 def _locked(store_dir: Path) -> Iterator[None]:
     """Hold the store directory's start/stop lock (blocking, between processes)."""
     store_dir.mkdir(parents=True, exist_ok=True)
-    with open(store_dir / _LOCK, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(store_dir / _LOCK):
+        yield
 
 
 def _serves(pid: int, data_dir: Path) -> bool:

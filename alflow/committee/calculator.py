@@ -27,6 +27,12 @@ Committee keys (in ``results`` with ``propagator=None``, in the dict that
 - ``forces_std`` (N,) eV/Å: per-atom force deviation (DP-GEN definition);
 - ``max_force_dev`` (eV/Å): its largest value, the selection score.
 
+Batches: :meth:`~CommitteeCalculator.run_members_batch` runs members on
+several structures' graphs (:meth:`~CommitteeCalculator.graph_data`) at once,
+one model call per member, and :meth:`~CommitteeCalculator.evaluate_batch`
+evaluates the whole committee on a list of structures that way
+(:mod:`alflow.exploration.batched` drives walkers with it).
+
 mace and torch are imported when a committee is loaded, never at import time.
 Importing mace sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` process-wide and
 MACE code changes torch's default dtype; both are restored here.
@@ -38,7 +44,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +56,15 @@ from ase.data import chemical_symbols
 from alflow.committee.uncertainty import committee_statistics
 from alflow.errors import ExplorationError, TrainingError
 
-__all__ = ["CommitteeCalculator", "load_committee"]
+__all__ = ["CommitteeCalculator", "MemberOutput", "load_committee"]
 
 logger = logging.getLogger(__name__)
 
 _ENV_WEIGHTS = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+
+#: One member's output for one structure: energy (eV), forces (N, 3) eV/Å and
+#: Voigt stress (6,) eV/Å³ (None when not computed).
+MemberOutput = tuple[float, np.ndarray, "np.ndarray | None"]
 
 
 def _import_mace() -> Any:
@@ -171,8 +181,9 @@ class CommitteeCalculator(Calculator):
         self.head = "Default" if "Default" in self.heads else self.heads[-1]
         # graph and per-member outputs of the last configuration (reused by evaluate_committee)
         self._batch: dict[str, Any] | None = None
-        self._member_outputs: dict[int, tuple[float, np.ndarray, np.ndarray | None]] = {}
-        self.model_evaluations = 0  # members run so far (a cost counter)
+        self._member_outputs: dict[int, MemberOutput] = {}
+        self.model_evaluations = 0  # (member, structure) evaluations so far (a cost counter)
+        self.model_calls = 0  # model forward calls (one per member per batch)
         self.committee_evaluations = 0  # evaluate_committee calls that ran members
 
     @property
@@ -180,8 +191,14 @@ class CommitteeCalculator(Calculator):
         """Committee size M."""
         return len(self.models)
 
-    def _graph(self, atoms: Atoms) -> dict[str, Any]:
-        """MACE's input dict for one configuration (neighbour list built once)."""
+    def graph_data(self, atoms: Atoms) -> Any:
+        """MACE's ``AtomicData`` of ``atoms`` (CPU, committee dtype; neighbour list built once).
+
+        Raises
+        ------
+        ExplorationError
+            ``atoms`` holds elements the committee was not trained on.
+        """
         import torch
 
         mace = self._mace
@@ -196,41 +213,132 @@ class CommitteeCalculator(Calculator):
             config = mace.data.config_from_atoms(
                 atoms, key_specification=keyspec, head_name=self.head
             )
-            data = mace.data.AtomicData.from_config(
+            return mace.data.AtomicData.from_config(
                 config, z_table=self.z_table, cutoff=self.r_max_A, heads=self.heads
             )
-            batch = mace.tools.torch_geometric.Batch.from_data_list([data]).to(self.device)
         finally:
             torch.set_default_dtype(saved_dtype)
-        return batch.to_dict()
+
+    def _collate(self, graphs: Sequence[Any]) -> dict[str, Any]:
+        """One MACE input dict (a batch of disjoint graphs) on the committee's device."""
+        batch = self._mace.tools.torch_geometric.Batch.from_data_list(list(graphs))
+        return batch.to(self.device).to_dict()
+
+    def _graph(self, atoms: Atoms) -> dict[str, Any]:
+        """MACE's input dict for one configuration (neighbour list built once)."""
+        return self._collate([self.graph_data(atoms)])
+
+    def _forward(self, member: int, batch: dict[str, Any], want_stress: bool) -> list[MemberOutput]:
+        """Run one member on a batch; (energy eV, forces eV/Å, Voigt stress eV/Å³) per graph."""
+        out = self.models[member](
+            dict(batch), training=False, compute_force=True, compute_stress=want_stress
+        )
+        energies = out["energy"].detach().cpu().numpy().astype(float)
+        forces = out["forces"].detach().cpu().numpy().astype(float)
+        ptr = batch["ptr"].cpu().numpy()
+        stresses = out["stress"].detach().cpu().numpy() if want_stress else None
+        outputs = []
+        for g in range(len(ptr) - 1):
+            stress = None
+            if stresses is not None:
+                stress = stresses[g][[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]].astype(float)
+            outputs.append((float(energies[g]), forces[ptr[g] : ptr[g + 1]], stress))
+        self.model_evaluations += len(outputs)
+        self.model_calls += 1
+        return outputs
 
     def _run_members(self, members: Sequence[int], want_stress: bool) -> None:
         """Run ``members`` on the cached graph and cache (energy, forces, stress) per member."""
         if self._batch is None:
             raise RuntimeError("internal: no graph built before running members")
         for m in members:
-            out = self.models[m](
-                dict(self._batch), training=False, compute_force=True, compute_stress=want_stress
-            )
-            energy = float(out["energy"].detach()[0])
-            forces = out["forces"].detach().cpu().numpy().astype(float)
-            stress = None
-            if want_stress:
-                s = out["stress"].detach().cpu().numpy()[0]
-                stress = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]].astype(float)
-            self._member_outputs[m] = (energy, forces, stress)
-            self.model_evaluations += 1
+            self._member_outputs[m] = self._forward(m, self._batch, want_stress)[0]
 
-    def _committee_results(self, n_atoms: int) -> dict[str, Any]:
-        """Committee statistics from the cached outputs of every member."""
-        outputs = [self._member_outputs[m] for m in range(self.n_members)]
-        energies = np.array([o[0] for o in outputs])
-        forces = np.stack([o[1] for o in outputs]) if n_atoms else np.zeros((self.n_members, 0, 3))
+    def run_members_batch(
+        self,
+        graphs: Sequence[Any],
+        members: Sequence[Sequence[int]],
+        stress: Sequence[bool],
+    ) -> list[dict[int, MemberOutput]]:
+        """Run the members each structure needs, one batched model call per (member, stress).
+
+        The structures that need member *m* form one MACE batch of disjoint
+        graphs and *m* runs once on it; each structure's results are its own
+        graph's, equal to a one-structure call up to round-off.
+
+        Parameters
+        ----------
+        graphs
+            Per structure, its :meth:`graph_data`.
+        members
+            Per structure, the member indices to run on it.
+        stress
+            Per structure, whether to compute its stress (3D-periodic cells only).
+
+        Returns
+        -------
+        list of dict
+            Per structure, member index → its :data:`MemberOutput`.
+
+        Raises
+        ------
+        ValueError
+            The sequences differ in length or name an unknown member.
+        """
+        import torch
+
+        if not len(graphs) == len(members) == len(stress):
+            raise ValueError(
+                f"run_members_batch: {len(graphs)} graphs, {len(members)} member lists, "
+                f"{len(stress)} stress flags"
+            )
+        groups: dict[tuple[int, bool], list[int]] = {}
+        for i, (wanted, want_stress) in enumerate(zip(members, stress, strict=True)):
+            for m in wanted:
+                if not 0 <= m < self.n_members:
+                    raise ValueError(
+                        f"no committee member {m} (the committee has {self.n_members})"
+                    )
+                groups.setdefault((int(m), bool(want_stress)), []).append(i)
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        results: list[dict[int, MemberOutput]] = [{} for _ in graphs]
+        for (m, want_stress), indices in sorted(groups.items()):
+            batch = self._collate([graphs[i] for i in indices])
+            for i, output in zip(indices, self._forward(m, batch, want_stress), strict=True):
+                results[i][m] = output
+        return results
+
+    def evaluate_batch(
+        self, structures: Sequence[Atoms], *, stress: bool = False
+    ) -> list[dict[str, Any]]:
+        """The whole committee on ``structures``, one batched call per member.
+
+        Returns, per structure, the committee keys of the module docstring as
+        a ``propagator=None`` calculation gives them (to round-off); with
+        ``stress`` (all 3D-periodic, else PropertyNotImplementedError) also
+        the stresses. An unknown element raises ExplorationError.
+        """
+        if stress and not all(a.pbc.all() for a in structures):
+            raise PropertyNotImplementedError(
+                "stress needs a cell periodic in all three directions"
+            )
+        graphs = [self.graph_data(a) for a in structures]
+        every = list(range(self.n_members))
+        outputs = self.run_members_batch(graphs, [every] * len(graphs), [stress] * len(graphs))
+        return [self.committee_results(o) for o in outputs]
+
+    def committee_results(self, outputs: Mapping[int, MemberOutput]) -> dict[str, Any]:
+        """The committee keys (module docstring) of one structure from every member's output
+        (member index → :data:`MemberOutput`, as :meth:`run_members_batch` returns)."""
+        ordered = [outputs[m] for m in range(self.n_members)]
+        energies = np.array([o[0] for o in ordered])
+        forces = np.stack([o[1] for o in ordered])
         if not (np.all(np.isfinite(energies)) and np.all(np.isfinite(forces))):
             logger.warning("committee returned non-finite energies or forces")
         results = committee_statistics(energies, forces)
-        if all(o[2] is not None for o in outputs):
-            stresses = np.stack([o[2] for o in outputs])
+        if all(o[2] is not None for o in ordered):
+            stresses = np.stack([o[2] for o in ordered])
             results["stress"] = stresses.mean(axis=0)
             results["stress_comm"] = stresses
         return results
@@ -260,7 +368,7 @@ class CommitteeCalculator(Calculator):
         self._member_outputs = {}
         if self.propagator is None:
             self._run_members(range(self.n_members), want_stress)
-            self.results = self._committee_results(len(atoms))
+            self.results = self.committee_results(self._member_outputs)
             self.committee_evaluations += 1
             return
         self._run_members([self.propagator], want_stress)
@@ -303,7 +411,7 @@ class CommitteeCalculator(Calculator):
         self._run_members(missing, want_stress)
         if missing:
             self.committee_evaluations += 1
-        return self._committee_results(len(self.atoms))
+        return self.committee_results(self._member_outputs)
 
 
 def load_committee(

@@ -1,8 +1,15 @@
-"""Run one MD walker with the iteration's committee and store its frames."""
+"""Run the MD walkers of an iteration with its committee and store their frames.
+
+:func:`explore_walker` runs one walker (``exploration.walkers_per_job`` 1);
+:func:`explore_walkers` runs several together, one batched committee call
+per step, and stores each walker's frames exactly as one-by-one would.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ase import Atoms
@@ -15,7 +22,7 @@ from alflow.store.store import as_float_list
 from alflow.structures import atoms_from_doc, build_initial_structures, structure_key
 from alflow.workcache import fingerprint, load_cached, save_cached
 
-__all__ = ["explore_walker", "starting_structures"]
+__all__ = ["explore_walker", "explore_walkers", "starting_structures"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,63 @@ def starting_structures(ctx: StepContext, iteration: int) -> list[tuple[str, Ato
     return starts
 
 
+@dataclass(frozen=True)
+class _WalkerJob:
+    """Everything one walker of an iteration needs, and its cache key."""
+
+    walker: int
+    plan: dict[str, Any]
+    start_label: str
+    atoms: Atoms
+    propagator: int | None
+    inputs: str
+
+
+def _committee_models(ctx: StepContext, iteration: int) -> list[dict[str, Any]]:
+    """The iteration's trained members (at least two)."""
+    models = ctx.store.trained_models(ctx.campaign, iteration)
+    if len(models) < MIN_MEMBERS:
+        raise ExplorationError(
+            f"iteration {iteration}: {len(models)} trained committee members, at least "
+            f"{MIN_MEMBERS} are needed to estimate uncertainty"
+        )
+    return models
+
+
+def _walker_jobs(
+    ctx: StepContext, iteration: int, walkers: Sequence[int], models: list[dict[str, Any]]
+) -> list[_WalkerJob]:
+    """Plan, start, propagating member and cache key of each walker."""
+    config, exploration = ctx.config, ctx.config.exploration
+    starts = starting_structures(ctx, iteration)
+    plans = walker_plan(exploration.walkers, exploration, len(starts), iteration)
+    jobs = []
+    for walker in walkers:
+        if not 0 <= walker < len(plans):
+            raise ExplorationError(
+                f"iteration {iteration}: no walker {walker} (exploration.walkers is "
+                f"{exploration.walkers})"
+            )
+        # One member drives the MD (walker w: member w mod M, so the walkers of an
+        # iteration follow every member's surface); the whole committee runs only
+        # every committee_interval_steps. "mean": the committee mean at every step.
+        propagator = walker % len(models) if exploration.propagator == "member" else None
+        plan = plans[walker]
+        start_label, atoms = starts[plan["start"]]
+        inputs = fingerprint(
+            [m["sha256"] for m in models],
+            structure_key(atoms),
+            plan,
+            propagator,
+            exploration.model_dump(mode="json"),
+            config.selection.trust_hi_eV_A,
+            ContactLimits.from_record(config.selection.sanity, models[0]).describe(),
+            config.committee.training.dtype,
+        )
+        jobs.append(_WalkerJob(walker, plan, start_label, atoms, propagator, inputs))
+    return jobs
+
+
 def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, Any]:
     """Run walker ``walker`` of ``iteration`` and store its sampled frames as ``explored``.
 
@@ -64,38 +128,113 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
     ExplorationError
         Fewer than two trained members.
     """
-    store, config = ctx.store, ctx.config
-    models = store.trained_models(ctx.campaign, iteration)
-    if len(models) < MIN_MEMBERS:
-        raise ExplorationError(
-            f"iteration {iteration}: {len(models)} trained committee members, at least "
-            f"{MIN_MEMBERS} are needed to estimate uncertainty"
-        )
-    model_ids = [m["_id"] for m in models]
-    exploration = config.exploration
-    # One member drives the MD (walker w: member w mod M, so the walkers of an
-    # iteration follow every member's surface); the whole committee runs only
-    # every committee_interval_steps. "mean": the committee mean at every step.
-    propagator = walker % len(models) if exploration.propagator == "member" else None
-    starts = starting_structures(ctx, iteration)
-    plan = walker_plan(exploration.walkers, exploration, len(starts), iteration)[walker]
-    start_label, atoms = starts[plan["start"]]
-    inputs = fingerprint(
-        [m["sha256"] for m in models],
-        structure_key(atoms),
-        plan,
-        propagator,
-        exploration.model_dump(mode="json"),
-        config.selection.trust_hi_eV_A,
-        ContactLimits.from_record(config.selection.sanity, models[0]).describe(),
-        config.committee.training.dtype,
-    )
+    models = _committee_models(ctx, iteration)
+    (job,) = _walker_jobs(ctx, iteration, [walker], models)
     cache = ctx.workdir / "walker.result.pkl"
-    result = load_cached(cache, inputs)
+    result = load_cached(cache, job.inputs)
     if result is None:
-        result = _run(ctx, models, propagator, atoms, plan)
-        save_cached(cache, inputs, result)
+        calc = ctx.load_committee(
+            models,
+            propagator=job.propagator,
+            always_stress=ctx.config.exploration.ensemble == "npt",
+        )
+        result = run_walker(
+            job.atoms.copy(),
+            calc,
+            temperature_K=job.plan["temperature_K"],
+            seed=job.plan["seed"],
+            pressure_GPa=job.plan["pressure_GPa"],
+            **_walker_options(ctx, models),
+        )
+        save_cached(cache, job.inputs, result)
+    return _store_frames(ctx, iteration, job, models, result)
 
+
+def explore_walkers(ctx: StepContext, iteration: int, walkers: Sequence[int]) -> list[dict]:
+    """Run several walkers of ``iteration`` together and store each one's frames.
+
+    The walkers advance side by side, their structures evaluated in one
+    batched committee call per step
+    (:func:`alflow.exploration.batched.run_walkers_batched`); each walker
+    stops, samples and is stored exactly as :func:`explore_walker` does it
+    alone (same origins, a rerun replaces only its own unlabeled frames).
+    Each walker's result is cached on its own (``walker<w>.result.pkl``):
+    a rerun runs only the walkers whose inputs changed or never finished.
+
+    Parameters
+    ----------
+    ctx
+        Store, campaign, settings and the launch directory.
+    iteration
+        The iteration.
+    walkers
+        Walker indices (``exploration.walkers_per_job`` of them in the loop).
+
+    Returns
+    -------
+    list of dict
+        Per walker, in the order given, :func:`explore_walker`'s summary.
+
+    Raises
+    ------
+    ExplorationError
+        Fewer than two trained members, an unknown walker, or a walker that
+        failed (nothing is stored then).
+    """
+    from alflow.exploration.batched import BatchWalker, run_walkers_batched
+
+    models = _committee_models(ctx, iteration)
+    jobs = _walker_jobs(ctx, iteration, walkers, models)
+    caches = {job.walker: ctx.workdir / f"walker{job.walker}.result.pkl" for job in jobs}
+    results = {job.walker: load_cached(caches[job.walker], job.inputs) for job in jobs}
+    todo = [job for job in jobs if results[job.walker] is None]
+    if todo:
+        committee = ctx.load_committee(models)
+        batch = [
+            BatchWalker(
+                atoms=job.atoms.copy(),
+                temperature_K=job.plan["temperature_K"],
+                seed=job.plan["seed"],
+                pressure_GPa=job.plan["pressure_GPa"],
+                propagator=job.propagator,
+            )
+            for job in todo
+        ]
+        for job, result in zip(
+            todo, run_walkers_batched(batch, committee, **_walker_options(ctx, models)), strict=True
+        ):
+            save_cached(caches[job.walker], job.inputs, result)
+            results[job.walker] = result
+    return [_store_frames(ctx, iteration, job, models, results[job.walker]) for job in jobs]
+
+
+def _walker_options(ctx: StepContext, models: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``run_walker`` arguments every walker of the campaign shares."""
+    config, exploration = ctx.config, ctx.config.exploration
+    return {
+        "steps": exploration.steps,
+        "timestep_fs": exploration.timestep_fs,
+        "sample_interval_steps": exploration.sample_interval_steps,
+        "trust_hi_eV_A": config.selection.trust_hi_eV_A,
+        "min_distance_A": ContactLimits.from_record(config.selection.sanity, models[0]),
+        "max_temperature_factor": exploration.max_temperature_factor,
+        "ensemble": exploration.ensemble,
+        "friction_per_fs": exploration.friction_per_fs,
+        "committee_interval_steps": exploration.committee_every_steps,
+    }
+
+
+def _store_frames(
+    ctx: StepContext,
+    iteration: int,
+    job: _WalkerJob,
+    models: list[dict[str, Any]],
+    result: WalkerResult,
+) -> dict[str, Any]:
+    """Replace the walker's unlabeled frames by ``result``'s; return its summary."""
+    store, exploration = ctx.store, ctx.config.exploration
+    walker, plan, propagator = job.walker, job.plan, job.propagator
+    model_ids = [m["_id"] for m in models]
     # A rerun of this walker replaces its own unlabeled frames, nothing else.
     store.delete_unlabeled(
         {"campaign": ctx.campaign, "origin.iteration": iteration, "origin.walker": walker}
@@ -113,7 +252,7 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
             "pressure_GPa": plan["pressure_GPa"],
             "ensemble": exploration.ensemble,
             "instantaneous_temperature_K": f.temperature_K,
-            "start": start_label,
+            "start": job.start_label,
             "model_ids": model_ids,
             "propagator_member": propagator,
         }
@@ -147,7 +286,7 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
         iteration,
         walker,
         plan["temperature_K"],
-        start_label,
+        job.start_label,
         result.steps_done,
         n_new,
         result.stop_reason or "ran to the end",
@@ -162,33 +301,3 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
         "committee_evaluations": result.committee_evaluations,
         "propagator_member": propagator,
     }
-
-
-def _run(
-    ctx: StepContext,
-    models: list[dict[str, Any]],
-    propagator: int | None,
-    atoms: Atoms,
-    plan: dict[str, Any],
-) -> WalkerResult:
-    """Load the committee and run one walker."""
-    config, exploration = ctx.config, ctx.config.exploration
-    calc = ctx.load_committee(
-        models, propagator=propagator, always_stress=exploration.ensemble == "npt"
-    )
-    return run_walker(
-        atoms.copy(),
-        calc,
-        temperature_K=plan["temperature_K"],
-        steps=exploration.steps,
-        timestep_fs=exploration.timestep_fs,
-        sample_interval_steps=exploration.sample_interval_steps,
-        seed=plan["seed"],
-        trust_hi_eV_A=config.selection.trust_hi_eV_A,
-        min_distance_A=ContactLimits.from_record(config.selection.sanity, models[0]),
-        max_temperature_factor=exploration.max_temperature_factor,
-        ensemble=exploration.ensemble,
-        pressure_GPa=plan["pressure_GPa"],
-        friction_per_fs=exploration.friction_per_fs,
-        committee_interval_steps=exploration.committee_every_steps,
-    )

@@ -8,6 +8,10 @@ metadata ``{campaign, iteration}``::
             (committee.kind shared_body: train member 1..M-1 after member 0)
               select adds: label 0..L-1 (dft) ─► collect (service, allows fizzled parents)
 
+With ``exploration.walkers_per_job`` J > 1 the md Fireworks are
+ceil(K / J), each running up to J walkers batched (``walkers`` in the spec;
+see :func:`walker_jobs`).
+
 collect adds iteration N+1 as a new Workflow when the campaign goes on, and
 the final fit when it ends (converged or stopped)::
 
@@ -27,6 +31,7 @@ __all__ = [
     "final_workflow",
     "iteration_workflow",
     "labeling_workflow",
+    "walker_jobs",
     "workflow_name",
 ]
 
@@ -37,6 +42,35 @@ CATEGORIES = ("train", "md", "service", "dft")
 def workflow_name(campaign: str, iteration: int | str) -> str:
     """The Workflow's name, as shown in the FireWorks web GUI."""
     return f"{campaign} final fit" if iteration == FINAL else f"{campaign} iteration {iteration}"
+
+
+def walker_jobs(config: CampaignConfig) -> list[tuple[dict[str, Any], str]]:
+    """The md Fireworks' walkers: (spec entries, name label) per Firework.
+
+    ``exploration.walkers_per_job`` 1: one Firework per walker (``walker=w``,
+    label ``w3``). J > 1: ceil(walkers / J) Fireworks, each running up to J
+    walkers batched (``walkers=[...]``, label ``w0-7`` or ``w0,4,8``). With
+    ``propagator: member`` the walkers are grouped by the member they
+    propagate (w mod M) before they are cut into jobs, so that a job's
+    walkers share members and its batched calls are as large as they can be.
+    """
+    exploration = config.exploration
+    size = exploration.walkers_per_job
+    if size == 1:
+        return [({"walker": w}, f"w{w}") for w in range(exploration.walkers)]
+    order = list(range(exploration.walkers))
+    if exploration.propagator == "member":
+        members = config.committee.members
+        order.sort(key=lambda w: (w % members, w))
+    jobs = []
+    for first in range(0, len(order), size):
+        chunk = sorted(order[first : first + size])
+        if chunk == list(range(chunk[0], chunk[-1] + 1)) and len(chunk) > 1:
+            label = f"w{chunk[0]}-{chunk[-1]}"
+        else:
+            label = "w" + ",".join(str(w) for w in chunk)
+        jobs.append(({"walkers": chunk}, label))
+    return jobs
 
 
 def _spec(
@@ -142,10 +176,10 @@ def iteration_workflow(
     walkers = [
         Firework(
             [ExploreTask()],
-            spec=_spec(config, iteration, "explore", "md", walker=w, _allow_fizzled_parents=True),
-            name=f"{name} it{iteration} md w{w}",
+            spec=_spec(config, iteration, "explore", "md", **job, _allow_fizzled_parents=True),
+            name=f"{name} it{iteration} md {label}",
         )
-        for w in range(config.exploration.walkers)
+        for job, label in walker_jobs(config)
     ]
     select = Firework(
         [SelectTask()],

@@ -103,12 +103,18 @@ class TrainTask(FiretaskBase):
 
 @explicit_serialize
 class ExploreTask(FiretaskBase):
-    """Run MD walker ``walker`` with the iteration's committee."""
+    """Run MD walker ``walker``, or the walkers ``walkers`` batched, with the iteration's committee."""
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
-        from alflow.steps.explore import explore_walker
+        from alflow.steps.explore import explore_walker, explore_walkers
 
         ctx = step_context(fw_spec)
+        if "walkers" in fw_spec:
+            summaries = explore_walkers(ctx, fw_spec["iteration"], fw_spec["walkers"])
+            return FWAction(
+                stored_data={"walkers": summaries},
+                mod_spec=[{"_push_all": {"walkers": summaries}}],
+            )
         summary = explore_walker(ctx, fw_spec["iteration"], fw_spec["walker"])
         return FWAction(stored_data=summary, mod_spec=[{"_push": {"walkers": summary}}])
 

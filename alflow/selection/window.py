@@ -1,7 +1,7 @@
 """The trust window: classify frames by the committee's uncertainty, score them, re-score queued ones.
 
-Pure functions over arrays; the window itself comes from the configuration or
-:func:`alflow.calibration.calibrated_thresholds`.
+Functions over arrays (:func:`rescore_pending` evaluates a committee calculator); the
+window itself comes from the configuration or :func:`alflow.calibration.calibrated_thresholds`.
 """
 
 from __future__ import annotations

@@ -49,6 +49,10 @@ Usage::
     python benchmarks/data_efficiency.py --scenarios realistic \
         --methods random,alflow,alflow-noaudit,oracle           # variants, reference
 
+``--committee-kind shared_body`` runs the alflow methods with a shared-body
+committee (member 0's body, the others their own readouts; see
+:class:`Committee`); random, dpgen and oracle keep independent members.
+
 Runs are spread over ``--workers`` processes (default 2, one thread each).
 The last line printed is one JSON object: ``labels_to_target`` and
 ``target_force_rmse_eV_A`` of the headline scenario at the top level, every
@@ -213,9 +217,15 @@ def build_data(scenario: Scenario, scale: float) -> tuple[list[Any], list[Any]]:
 
 
 class Committee:
-    """Tiny MACE models trained in this process (the benchmark owns the process)."""
+    """Tiny MACE models trained in this process (the benchmark owns the process).
 
-    def __init__(self, members: int, seed: int, e0_eV: float) -> None:
+    ``kind="shared_body"`` (``committee.kind``): members 1..M-1 carry member
+    0's body (copied after each training of member 0, frozen) and train their
+    own readouts only, drawn anew from their seed at the start and warm-started
+    after, as the loop's ``restart: continue`` does.
+    """
+
+    def __init__(self, members: int, seed: int, e0_eV: float, kind: str = "independent") -> None:
         import torch
         from e3nn import o3
         from mace import modules
@@ -246,7 +256,21 @@ class Committee:
                     atomic_inter_shift=0.0,
                 )
             )
-        self.optimizers = [torch.optim.Adam(m.parameters(), lr=0.01) for m in self.models]
+        self.kind = kind
+        if kind == "shared_body":
+            import copy
+
+            from alflow.committee.readout_fit import reinitialise_readouts
+
+            for m in range(1, members):
+                self.models[m] = copy.deepcopy(self.models[0])
+                reinitialise_readouts(self.models[m], seed * 100 + m)
+        self.optimizers = [
+            torch.optim.Adam(
+                (model.readouts if m and kind == "shared_body" else model).parameters(), lr=0.01
+            )
+            for m, model in enumerate(self.models)
+        ]
 
     def clone(self) -> Committee:
         """An independent copy (models and optimiser states)."""
@@ -266,6 +290,8 @@ class Committee:
         from mace.tools import torch_geometric
 
         for m, (model, optimizer) in enumerate(zip(self.models, self.optimizers, strict=True)):
+            if m and self.kind == "shared_body":  # member 0's body, frozen
+                self._copy_body(model)
             generator = torch.Generator().manual_seed(seed * 1000 + m)
             loader = torch_geometric.dataloader.DataLoader(
                 data, batch_size=6, shuffle=True, generator=generator
@@ -284,6 +310,15 @@ class Committee:
                     )
                     loss.backward()
                     optimizer.step()
+
+    def _copy_body(self, model: Any) -> None:
+        """Member 0's body (every BODY_MODULES tensor) into ``model``, frozen."""
+        from alflow.committee.shared_body import BODY_MODULES
+
+        for name in BODY_MODULES:
+            getattr(model, name).load_state_dict(getattr(self.models[0], name).state_dict())
+            for parameter in getattr(model, name).parameters():
+                parameter.requires_grad_(False)
 
     def evaluate(
         self, data: list[Any]
@@ -440,6 +475,8 @@ def select(
 #: Filled by :func:`main` before the worker processes fork: scenario name ->
 #: (pool, test, pool AtomicData, test AtomicData, E0 per atom).
 _DATA: dict[str, tuple[list[Any], list[Any], list[Any], list[Any], float]] = {}
+#: committee.kind of the alflow methods (set by main before the workers fork)
+_COMMITTEE_KIND = ["independent"]
 
 
 def force_rmse(predicted: list[np.ndarray], frames: list[Any]) -> float:
@@ -470,7 +507,8 @@ def run_method(
     pool, test, pool_data, test_data, e0_eV = _DATA[scenario]
     init_rng = np.random.default_rng(seed)
     labeled = [int(i) for i in init_rng.choice(len(pool), setup.initial, replace=False)]
-    committee = Committee(setup.members, seed, e0_eV)
+    kind = _COMMITTEE_KIND[0] if method.startswith("alflow") else "independent"
+    committee = Committee(setup.members, seed, e0_eV, kind)
     committee.train(
         [pool_data[i] for i in labeled], setup.first_epochs, seed, setup.anneal_fraction
     )
@@ -711,6 +749,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="labels per round (default 3; --quick 6), the same total labels in more or "
         "fewer rounds",
     )
+    parser.add_argument(
+        "--committee-kind",
+        choices=("independent", "shared_body"),
+        default="independent",
+        help="committee kind of the alflow methods (random, dpgen and oracle stay independent)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="processes (1 thread each)")
     parser.add_argument("--target", type=float, default=None, help="target force RMSE (eV/Å)")
     parser.add_argument(
@@ -743,6 +787,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for method in methods:
         if method not in (*METHODS, "oracle") and method not in ALFLOW_VARIANTS:
             parser.error(f"unknown method {method}")
+    _COMMITTEE_KIND[0] = args.committee_kind
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     warnings.filterwarnings("ignore", message="The TorchScript type system")
     import torch
@@ -814,6 +859,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "quick": args.quick,
         "seeds": setup.seeds,
         "members": setup.members,
+        "committee_kind": args.committee_kind,
         "headline_scenario": scenarios[0].name,
         "labels_to_target": headline["labels_to_target"],
         "labels_to_target_interpolated": headline["labels_to_target_interpolated"],

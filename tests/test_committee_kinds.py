@@ -248,6 +248,17 @@ def test_shared_body_member_trains_and_keeps_member_0s_body(member_files, tmp_pa
     assert body_mismatch(base_model, member) is None
     readouts = zip(base_model.readouts.parameters(), member.readouts.parameters(), strict=True)
     assert any(not torch.equal(a, b) for a, b in readouts)
+    again = train_readouts(
+        frames,
+        base_model=base,
+        training=training.model_copy(update={"epochs": 1}),
+        seed=5,
+        workdir=tmp_path / "again",
+        name="m1",
+        start_readouts=trained.model_path,
+    )
+    assert again.hyperparameters["readouts_from"] == str(trained.model_path)
+    assert again.valid_rmse_forces_meV_A <= trained.valid_rmse_forces_meV_A * 1.5
     calc = _load("shared_body", [base, trained.model_path])  # loads as a shared-body pair
     probe = frames[0].copy()
     probe.calc = calc
@@ -268,3 +279,55 @@ def test_builder_chains_shared_body_members_after_member_0() -> None:
             children = set(workflow.links[member0.fw_id])
             others = {fw.fw_id for fw in trains if fw.spec["member"] > 0}
             assert (others <= children) == (kind == "shared_body")
+
+
+@pytest.mark.slow  # one real MACE training of member 0 (~20-60 s on 2 busy cores)
+def test_train_step_fits_shared_body_members_on_member_0(store, server_settings, tmp_path) -> None:
+    from alflow.committee import SharedBodyCalculator
+    from alflow.committee.testing import copper_frames
+    from alflow.config import CampaignConfig
+    from alflow.steps.context import StepContext
+    from alflow.steps.label import label_structure, reference_energies
+    from alflow.steps.train import train_committee_member
+    from alflow.structures import structure_key
+
+    config = CampaignConfig.model_validate(
+        {
+            "name": "cu-shared",
+            "initial": {"structures": [{"kind": "bulk", "symbol": "Cu", "cubic": True}]},
+            "committee": {
+                "members": 2,
+                "kind": "shared_body",
+                "model": {"channels": 8, "max_L": 0, "r_max_A": 4.0},
+                "training": {"epochs": 2, "batch_size": 4, "valid_fraction": 0.2},
+            },
+        }
+    )
+    store.register_campaign(config)
+    ctx = StepContext(store, config, server_settings, tmp_path / "labels")
+    frames = copper_frames(6, seed=1)
+    for atoms in frames:
+        atoms.calc = None
+    keys = [structure_key(a) for a in frames]
+    origins = [{"kind": "seed", "iteration": 0, "index": i} for i in range(len(frames))]
+    store.add_structures(ctx.campaign, frames, keys, iteration=0, status="seed", origins=origins)
+    for key in keys:
+        label_structure(ctx, 0, key)
+    reference_energies(ctx, ["Cu"])
+
+    early = StepContext(store, config, server_settings, tmp_path / "early")
+    with pytest.raises(TrainingError, match="member 0 of this iteration has not trained"):
+        train_committee_member(early, 0, 1)
+    train_committee_member(StepContext(store, config, server_settings, tmp_path / "m0"), 0, 0)
+    ctx1 = StepContext(store, config, server_settings, tmp_path / "m1")
+    out = train_committee_member(ctx1, 0, 1)
+    records = store.trained_models(ctx.campaign, 0)
+    assert [r["member"] for r in records] == [0, 1]
+    assert (
+        records[1]["shared_body_of"] == records[0]["_id"] == out["model_id"].replace("m01", "m00")
+    )
+    calc = StepContext(store, config, server_settings, tmp_path / "load").load_committee(records)
+    assert isinstance(calc, SharedBodyCalculator)
+    probe = frames[0].copy()
+    probe.calc = calc
+    assert calc.n_members == 2 and probe.get_forces().shape == (len(probe), 3)

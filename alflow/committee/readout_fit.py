@@ -2,7 +2,8 @@
 
 :func:`train_readouts` loads member 0's ``.model`` file, re-initialises its
 readouts (every readout weight drawn from e3nn's default N(0, 1) with the
-member's seed), freezes everything else (body, E0s, scale/shift, the pair
+member's seed; or this member's readouts of the previous iteration, when
+continuing), freezes everything else (body, E0s, scale/shift, the pair
 prior) and fits the readouts to the labeled frames with MACE's weighted
 loss: ``energy_weight · <w (ΔE/N)²> + forces_weight · <w ΔF²> +
 stress_weight · <w Δσ²>`` (``w``: the frame's ``config_weight``; stress
@@ -187,6 +188,22 @@ def _epochs(
     return best[1], best[2]
 
 
+def _start_readouts(model: Any, start: Path | None, seed: int, device: str) -> str:
+    """Put the starting readouts into ``model``; returns where they came from."""
+    import torch
+
+    if start is not None and Path(start).is_file():
+        previous = torch.load(start, map_location=device, weights_only=False)
+        state = previous.readouts.state_dict()
+        own = model.readouts.state_dict()
+        if state.keys() == own.keys() and all(state[k].shape == own[k].shape for k in own):
+            model.readouts.load_state_dict({k: v.to(own[k]) for k, v in state.items()})
+            return str(start)
+        logger.info("readouts of %s do not fit member 0's body: drawn anew", start)
+    reinitialise_readouts(model, seed)
+    return f"seed {seed}"
+
+
 def train_readouts(
     frames: Sequence[Atoms],
     *,
@@ -197,8 +214,9 @@ def train_readouts(
     device: str = "cpu",
     threads: int = 1,
     name: str = "member",
+    start_readouts: Path | None = None,
 ) -> TrainedMember:
-    """Fit new readouts on member 0's frozen body and write the member's ``.model`` file.
+    """Fit readouts on member 0's frozen body and write the member's ``.model`` file.
 
     Parameters
     ----------
@@ -216,6 +234,10 @@ def train_readouts(
         torch device and intra-op threads of the fit.
     name
         Model name.
+    start_readouts
+        A model whose readouts the fit starts from (this member's of the
+        previous iteration, ``restart: continue``); None, or readouts of
+        another shape: drawn anew from ``seed``.
 
     Returns
     -------
@@ -242,7 +264,7 @@ def train_readouts(
         torch.set_default_dtype(next(model.parameters()).dtype)
         for parameter in model.parameters():
             parameter.requires_grad_(False)
-        reinitialise_readouts(model, seed)
+        started_from = _start_readouts(model, start_readouts, seed, device)
         for parameter in model.readouts.parameters():
             parameter.requires_grad_(True)
         graphs = _labelled_graphs(frames, model, device)
@@ -265,6 +287,7 @@ def train_readouts(
         "n_valid": len(valid_idx),
         "valid_indices": [int(i) for i in valid_idx],
         "shared_body_of": str(base_model),
+        "readouts_from": started_from,
         "fit": "readouts only (alflow.committee.readout_fit), body frozen, no EMA",
         "device": device,
         "threads": threads,

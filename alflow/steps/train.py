@@ -73,7 +73,6 @@ def _shared_body_base(
         error = "committee.kind shared_body: member 0 of this iteration has not trained"
         ctx.store.record_failed_model(ctx.campaign, iteration, member, error, meta)
         raise TrainingError(f"member {member} of iteration {iteration}: {error}")
-    meta.pop("continued_from", None)  # readouts start from their seed, not the last iteration
     meta["shared_body_of"] = records[0]["_id"]
     return records[0]
 
@@ -94,6 +93,7 @@ def _readouts_trainer(ctx: StepContext, base: dict) -> Any:
             device=options["device"],
             threads=options["threads"],
             name=options["name"],
+            start_readouts=options.get("previous_model"),  # this member's last readouts
         )
         trained.hyperparameters["repulsion"] = base.get("repulsion")  # member 0's prior, kept
         trained.hyperparameters["shared_body_of"] = base["_id"]

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -188,6 +188,117 @@ def _decide(
     return Decision(True, "running", "next iteration", "next")
 
 
+@dataclass
+class _NewLabels:
+    """The iteration's newly labeled walker frames: committee prediction against label."""
+
+    predicted_eV_A: list[np.ndarray] = field(default_factory=list)
+    reference_eV_A: list[np.ndarray] = field(default_factory=list)
+    predicted_energy_eV: list[float] = field(default_factory=list)
+    reference_energy_eV: list[float] = field(default_factory=list)
+    n_atoms: list[int] = field(default_factory=list)
+    deviation_eV_A: list[float] = field(default_factory=list)
+    frame_errors_eV_A: list[float] = field(default_factory=list)
+    audit: list[bool] = field(default_factory=list)
+
+    def errors(self, audit_only: bool = False) -> dict[str, float | None]:
+        """:func:`committee_errors` of all frames, or of the audit frames only."""
+        keep = [a or not audit_only for a in self.audit]
+
+        def pick(values: list[Any]) -> list[Any]:
+            return [v for v, k in zip(values, keep, strict=True) if k]
+
+        return committee_errors(
+            pick(self.predicted_eV_A),
+            pick(self.reference_eV_A),
+            pick(self.predicted_energy_eV),
+            pick(self.reference_energy_eV),
+            pick(self.n_atoms),
+        )
+
+
+def _new_labels(ctx: StepContext, iteration: int) -> _NewLabels:
+    """Committee prediction and successful label of every frame labeled in ``iteration``."""
+    new = _NewLabels()
+    for doc in ctx.store.labeled_frames_of_iteration(ctx.campaign, iteration):
+        label = ctx.store.label(doc["key"], ctx.parameters_hash)
+        if label is None or not label.get("ok"):
+            continue
+        new.predicted_eV_A.append(np.asarray(doc["committee"]["forces_eV_A"]))
+        new.reference_eV_A.append(np.asarray(label["forces_eV_A"]))
+        new.predicted_energy_eV.append(doc["committee"]["energy_eV"])
+        new.reference_energy_eV.append(label["energy_eV"])
+        new.n_atoms.append(doc["n_atoms"])
+        deviation = (doc.get("uncertainty") or {}).get("max_force_dev_eV_A", np.nan)
+        new.deviation_eV_A.append(float(deviation))
+        new.frame_errors_eV_A.append(
+            frame_force_error_eV_A(new.predicted_eV_A[-1], new.reference_eV_A[-1])
+        )
+        new.audit.append(bool(doc.get("audit")))
+    return new
+
+
+def _calibration_check(
+    new: _NewLabels, scores: np.ndarray, lo: float | None, target_eV_A: float
+) -> dict[str, Any]:
+    """How the window's deviation ranked the new labels' true errors (the calibration check)."""
+    errors = np.asarray(new.frame_errors_eV_A, dtype=float)
+    below = None if lo is None else scores < lo
+    return {
+        "n": len(new.frame_errors_eV_A),
+        "spearman": spearman(scores, new.frame_errors_eV_A),
+        "scores": [float(v) for v in scores],
+        "errors_eV_A": new.frame_errors_eV_A,
+        "audit": new.audit,
+        "trust_lo": lo,
+        "target_force_error_eV_A": target_eV_A,
+        # share of the labeled frames below the window whose error met the target
+        "below_lo_within_target": (
+            None
+            if below is None or not np.any(below)
+            else float(np.mean(errors[below] <= target_eV_A))
+        ),
+    }
+
+
+def _iteration_figures(
+    ctx: StepContext, iteration: int, counts: dict[str, int], new: _NewLabels, spent: int
+) -> dict[str, Any]:
+    """The iteration document's figures (before the decision is added)."""
+    store, campaign, selection_config = ctx.store, ctx.campaign, ctx.config.selection
+    iteration_doc = store.iteration_doc(campaign, iteration) or {}
+    thresholds = (iteration_doc.get("selection") or {}).get("thresholds") or {}
+    scores = score_frames(
+        np.asarray(new.deviation_eV_A, dtype=float), new.predicted_eV_A, selection_config
+    )
+    n_audit_total = store.count_audit(campaign, iteration)
+    explored = sum(counts.values())
+    figures: dict[str, Any] = {
+        "campaign": campaign,
+        "iteration": iteration,
+        **counts,
+        "explored": explored,
+        "accurate_fraction": None,
+        "candidate_fraction": counts["candidate"] / explored if explored else None,
+        "unphysical_fraction": counts["unphysical"] / explored if explored else None,
+        "accurate_class": counts["accurate"] + n_audit_total,
+        "audit": n_audit_total,
+        "errors": new.errors(),
+        "errors_audit": new.errors(audit_only=True),
+        "calibration_check": _calibration_check(
+            new, scores, thresholds.get("lo"), selection_config.target_force_error_eV_A
+        ),
+        "labels_spent_total": spent,
+        "trust_lo_eV_A": thresholds.get("lo", selection_config.trust_lo_eV_A),
+        "trust_hi_eV_A": thresholds.get("hi", selection_config.trust_hi_eV_A),
+        "trust_source": thresholds.get("source", "fixed"),
+        "deviation": selection_config.deviation,
+    }
+    if explored:
+        figures["accurate_fraction"] = figures["accurate_class"] / explored
+    return figures
+
+
 def collect_iteration(
     ctx: StepContext, iteration: int, fizzled: Sequence[dict[str, Any]] = ()
 ) -> Decision:
@@ -214,9 +325,7 @@ def collect_iteration(
     store, campaign = ctx.store, ctx.campaign
     for parent in fizzled:
         key = parent.get("spec", {}).get("structure_key")
-        if key and store.structures.find_one(
-            {"campaign": campaign, "key": key, "status": "selected"}
-        ):
+        if key and store.is_selected(campaign, key):
             error = _launch_error(parent)
             store.set_status(campaign, [key], "failed", reason=f"labeling job crashed: {error}")
     went_on = _recorded_go_on(store, campaign, iteration)
@@ -228,97 +337,9 @@ def collect_iteration(
         )
         return went_on
 
-    counts = {
-        status: store.structures.count_documents(
-            {
-                "campaign": campaign,
-                "iteration": iteration,
-                "status": status,
-                "origin.kind": "walker",
-            }
-        )
-        for status in CLASSIFIED_STATUSES
-    }
-    explored = sum(counts.values())
-    parameters_hash = ctx.parameters_hash
-    predicted, reference, e_pred, e_ref, n_atoms = [], [], [], [], []
-    deviation, frame_errors, audit_flags = [], [], []
-    for doc in store.find_structures(
-        {
-            "campaign": campaign,
-            "iteration": iteration,
-            "status": "labeled",
-            "committee": {"$exists": True},
-        }
-    ):
-        label = store.label(doc["key"], parameters_hash)
-        if label is None or not label.get("ok"):
-            continue
-        predicted.append(np.asarray(doc["committee"]["forces_eV_A"]))
-        reference.append(np.asarray(label["forces_eV_A"]))
-        e_pred.append(doc["committee"]["energy_eV"])
-        e_ref.append(label["energy_eV"])
-        n_atoms.append(doc["n_atoms"])
-        deviation.append(float((doc.get("uncertainty") or {}).get("max_force_dev_eV_A", np.nan)))
-        frame_errors.append(frame_force_error_eV_A(predicted[-1], reference[-1]))
-        audit_flags.append(bool(doc.get("audit")))
+    counts = store.walker_status_counts(campaign, iteration, CLASSIFIED_STATUSES)
     spent = store.count_labels(campaign)
-    iteration_doc = store.iterations.find_one({"campaign": campaign, "iteration": iteration}) or {}
-    thresholds = (iteration_doc.get("selection") or {}).get("thresholds") or {}
-    selection_config = ctx.config.selection
-    scores = score_frames(np.asarray(deviation, dtype=float), predicted, selection_config)
-    audit = np.asarray(audit_flags, dtype=bool)
-    n_audit_total = store.structures.count_documents(
-        {"campaign": campaign, "iteration": iteration, "audit": True}
-    )
-    lo = thresholds.get("lo")
-    check = {
-        "n": len(frame_errors),
-        "spearman": spearman(scores, frame_errors),
-        "scores": [float(v) for v in scores],
-        "errors_eV_A": frame_errors,
-        "audit": audit_flags,
-        "trust_lo": lo,
-        "target_force_error_eV_A": selection_config.target_force_error_eV_A,
-        # share of the labeled frames below the window whose error met the target
-        "below_lo_within_target": (
-            None
-            if lo is None or not np.any(scores < lo)
-            else float(
-                np.mean(
-                    np.asarray(frame_errors)[scores < lo]
-                    <= selection_config.target_force_error_eV_A
-                )
-            )
-        ),
-    }
-    figures: dict[str, Any] = {
-        "campaign": campaign,
-        "iteration": iteration,
-        **counts,
-        "explored": explored,
-        "accurate_fraction": counts["accurate"] / explored if explored else None,
-        "candidate_fraction": counts["candidate"] / explored if explored else None,
-        "unphysical_fraction": counts["unphysical"] / explored if explored else None,
-        "accurate_class": counts["accurate"] + n_audit_total,
-        "audit": n_audit_total,
-        "errors": committee_errors(predicted, reference, e_pred, e_ref, n_atoms),
-        "errors_audit": committee_errors(
-            [p for p, a in zip(predicted, audit, strict=True) if a],
-            [r for r, a in zip(reference, audit, strict=True) if a],
-            [e for e, a in zip(e_pred, audit, strict=True) if a],
-            [e for e, a in zip(e_ref, audit, strict=True) if a],
-            [n for n, a in zip(n_atoms, audit, strict=True) if a],
-        ),
-        "calibration_check": check,
-        "labels_spent_total": spent,
-        "trust_lo_eV_A": thresholds.get("lo", selection_config.trust_lo_eV_A),
-        "trust_hi_eV_A": thresholds.get("hi", selection_config.trust_hi_eV_A),
-        "trust_source": thresholds.get("source", "fixed"),
-        "deviation": selection_config.deviation,
-    }
-    if explored:
-        figures["accurate_fraction"] = figures["accurate_class"] / explored
+    figures = _iteration_figures(ctx, iteration, counts, _new_labels(ctx, iteration), spent)
     previous = [
         d
         for d in store.iteration_docs(campaign)
@@ -345,7 +366,7 @@ def collect_iteration(
 
 def _recorded_go_on(store: Any, campaign: str, iteration: int) -> Decision | None:
     """The recorded decision of ``iteration`` if it was to go on, else None."""
-    doc = store.iterations.find_one({"campaign": campaign, "iteration": iteration}, {"decision": 1})
+    doc = store.iteration_doc(campaign, iteration)
     recorded = (doc or {}).get("decision") or {}
     if not recorded.get("go_on"):
         return None

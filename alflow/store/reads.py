@@ -9,7 +9,7 @@ the campaign's own records.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 __all__ = ["StoreReads"]
@@ -69,6 +69,10 @@ class StoreReads:
         """Iteration documents of a campaign."""
         return int(self.iterations.count_documents({"campaign": campaign}))
 
+    def iteration_doc(self, campaign: str, iteration: int) -> dict[str, Any] | None:
+        """The iteration document, None before collect wrote it."""
+        return self.iterations.find_one({"campaign": campaign, "iteration": iteration})
+
     def last_iteration(self, campaign: str) -> int | None:
         """The highest iteration with a document, None before the first."""
         doc = self.iterations.find_one(
@@ -97,6 +101,52 @@ class StoreReads:
                 "rejected": int(self.structures.count_documents({**query, "status": "rejected"})),
             }
         return out
+
+    def is_selected(self, campaign: str, key: str) -> bool:
+        """True if the structure ``key`` of ``campaign`` is queued for a label (``selected``)."""
+        doc = self.structures.find_one(
+            {"campaign": campaign, "key": key, "status": "selected"}, {"_id": 1}
+        )
+        return doc is not None
+
+    def walker_status_counts(
+        self, campaign: str, iteration: int, statuses: Sequence[str]
+    ) -> dict[str, int]:
+        """Walker frames of an iteration per status (every status in ``statuses``, 0 if none)."""
+        return {
+            status: int(
+                self.structures.count_documents(
+                    {
+                        "campaign": campaign,
+                        "iteration": iteration,
+                        "status": status,
+                        "origin.kind": "walker",
+                    }
+                )
+            )
+            for status in statuses
+        }
+
+    def labeled_frames_of_iteration(
+        self, campaign: str, iteration: int
+    ) -> Iterator[dict[str, Any]]:
+        """Frames of an iteration labeled this iteration that carry the committee's prediction."""
+        yield from self.structures.find(
+            {
+                "campaign": campaign,
+                "iteration": iteration,
+                "status": "labeled",
+                "committee": {"$exists": True},
+            }
+        ).sort("_id", 1)
+
+    def count_audit(self, campaign: str, iteration: int) -> int:
+        """Audit frames (accurate frames labeled to check the window) of an iteration."""
+        return int(
+            self.structures.count_documents(
+                {"campaign": campaign, "iteration": iteration, "audit": True}
+            )
+        )
 
     def walker_uncertainties(self, campaign: str) -> Iterator[tuple[int, float]]:
         """(iteration, max force deviation in eV/Å) of every frame that has one."""

@@ -331,3 +331,14 @@ def test_train_step_fits_shared_body_members_on_member_0(store, server_settings,
     probe = frames[0].copy()
     probe.calc = calc
     assert calc.n_members == 2 and probe.get_forces().shape == (len(probe), 3)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_selection_descriptors_work_with_every_kind(kind: str, member_files) -> None:
+    from alflow.selection import mace_structure_descriptors
+
+    calc = _load(kind, member_files[kind])
+    frames = [_cuau(), _cuau(periodic=False)]
+    descriptors = mace_structure_descriptors(calc, frames)
+    assert descriptors is not None and descriptors.shape[0] == 2
+    assert np.all(np.isfinite(descriptors)) and not np.allclose(descriptors[0], descriptors[1])

@@ -48,9 +48,7 @@ def finalize_fit(ctx: StepContext) -> dict[str, Any]:
         "parameters_hash": ctx.parameters_hash,
     }
     if len(models) < MIN_MEMBERS or len(keys) < MIN_TRAINING_FRAMES:
-        failed = store.models.count_documents(
-            {"campaign": campaign, "iteration": FINAL, "status": "failed"}
-        )
+        failed = store.count_failed_models(campaign, FINAL)
         record.update(
             status="failed",
             reason=f"{len(models)} members trained ({failed} failed); at least "

@@ -103,10 +103,6 @@ def compute_label_outcome(
     return {"status": "ok", "label": label, "done_status": done_status}, None
 
 
-def _created(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"created": doc["created"]} if "created" in doc else {}
-
-
 def record_label_outcome(
     store: Store, campaign: str, iteration: int, key: str, outcome: dict[str, Any]
 ) -> str:
@@ -131,7 +127,7 @@ def record_label_outcome(
         doc = {**outcome["label"], "campaign": campaign, "iteration": iteration, "ok": True}
         existing = store.label(key, doc["parameters_hash"])
         if existing is not None and not existing.get("ok"):
-            store.labels.delete_one({"_id": existing["_id"]})
+            store.drop_failed_label(existing)
         if not store.add_label(key, doc):
             log.info("structure %s: label already stored; kept the stored one", key)
         saved = store.label(key, doc["parameters_hash"])
@@ -143,9 +139,7 @@ def record_label_outcome(
     if existing is None:
         store.add_label(key, failure)
     elif not existing.get("ok"):
-        store.labels.replace_one(
-            {"_id": existing["_id"]}, {**failure, "structure_key": key, **_created(existing)}
-        )
+        store.replace_failed_label(existing, failure)
     else:  # a good label exists (an earlier run): keep it, never overwrite with a failure
         return str(store.structure(campaign, key)["status"])
     store.set_status(campaign, [key], "failed", reason=failure["error"])

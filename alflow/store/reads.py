@@ -24,6 +24,7 @@ class StoreReads:
     structures: Any
     labels: Any
     iterations: Any
+    models: Any
 
     # ------------------------------------------------------------ campaigns
     def campaign_summary(self, name: str) -> dict[str, Any] | None:
@@ -63,6 +64,14 @@ class StoreReads:
             "iterations": self.count_iterations(name),
             "labels": int(self.labels.count_documents({"campaign": name})),
         }
+
+    def count_failed_models(self, campaign: str, iteration: int | str) -> int:
+        """Members of an iteration (or the final fit) whose training failed."""
+        return int(
+            self.models.count_documents(
+                {"campaign": campaign, "iteration": iteration, "status": "failed"}
+            )
+        )
 
     # ------------------------------------------------------------ iterations
     def count_iterations(self, campaign: str) -> int:

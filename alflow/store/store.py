@@ -284,6 +284,16 @@ class Store(StoreReads):
             return False
         return True
 
+    def drop_failed_label(self, label: Mapping[str, Any]) -> None:
+        """Delete a failed label (a good one is about to take its place)."""
+        self.labels.delete_one({"_id": label["_id"], "ok": False})
+
+    def replace_failed_label(self, label: Mapping[str, Any], doc: Mapping[str, Any]) -> None:
+        """Overwrite a failed label with a newer failure, keeping its creation time."""
+        created = {"created": label["created"]} if "created" in label else {}
+        record = {**doc, "structure_key": label["structure_key"], **created}
+        self.labels.replace_one({"_id": label["_id"]}, record)
+
     def labeled_frames(self, campaign: str, parameters_hash: str) -> list[Atoms]:
         """Every successfully labeled frame of a campaign as Atoms with a SinglePointCalculator.
 

@@ -31,8 +31,8 @@ def holdout_errors(ctx: StepContext, committee: Any) -> dict[str, Any] | None:
     """
     parameters_hash = ctx.parameters_hash
     predicted, reference, e_pred, e_ref, n_atoms = [], [], [], [], []
-    for doc in ctx.store.find_structures(
-        {"campaign": ctx.campaign, "status": "holdout"}, {"key": 1, "atoms": 1, "n_atoms": 1}
+    for doc in ctx.store.structures_of(
+        ctx.campaign, status="holdout", fields=("key", "atoms", "n_atoms")
     ):
         label = ctx.store.label(doc["key"], parameters_hash)
         if label is None or not label.get("ok"):

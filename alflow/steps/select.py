@@ -99,15 +99,13 @@ def calibration_data(
     store, campaign = ctx.store, ctx.campaign
     parameters_hash = ctx.parameters_hash
     deviation, errors, iterations, mean_forces = [], [], [], []
-    query = {
-        "campaign": campaign,
-        "iteration": {"$lt": before_iteration},
-        "status": "labeled",
-        "committee.forces_eV_A": {"$exists": True},
-        "uncertainty.max_force_dev_eV_A": {"$exists": True},
-    }
-    projection = {"key": 1, "iteration": 1, "committee": 1, "uncertainty": 1}
-    for doc in store.find_structures(query, projection):
+    for doc in store.structures_of(
+        campaign,
+        status="labeled",
+        before_iteration=before_iteration,
+        has=("committee.forces_eV_A", "uncertainty.max_force_dev_eV_A"),
+        fields=("key", "iteration", "committee", "uncertainty"),
+    ):
         label = store.label(doc["key"], parameters_hash)
         if label is None or not label.get("ok") or label.get("forces_eV_A") is None:
             continue
@@ -125,8 +123,14 @@ def _drop_pending(
 ) -> dict[str, Any]:
     """Re-score frames of earlier iterations still queued for DFT; drop the accurate ones."""
     store, campaign = ctx.store, ctx.campaign
-    query = {"campaign": campaign, "iteration": {"$lt": iteration}, "status": "selected"}
-    docs = list(store.find_structures(query, {"key": 1, "atoms": 1, "iteration": 1}))
+    docs = list(
+        store.structures_of(
+            campaign,
+            status="selected",
+            before_iteration=iteration,
+            fields=("key", "atoms", "iteration"),
+        )
+    )
     summary: dict[str, Any] = {"pending": len(docs), "rescored": 0, "dropped": 0, "keys": []}
     if not docs or committee is None or not ctx.config.selection.rescore_pending:
         return summary
@@ -227,14 +231,18 @@ def select_for_labeling(
         return select_random(ctx, iteration)
     spent = store.count_labels(ctx.campaign)
     budget = max(0, min(selection_config.max_per_iteration, config.loop.max_dft_labels - spent))
-    query = {"campaign": ctx.campaign, "iteration": iteration, "status": "explored"}
     docs = list(
-        store.find_structures(query, {"key": 1, "atoms": 1, "uncertainty": 1, "committee": 1})
+        store.structures_of(
+            ctx.campaign,
+            status="explored",
+            iteration=iteration,
+            fields=("key", "atoms", "uncertainty", "committee"),
+        )
     )
-    pending_exist = selection_config.rescore_pending and store.structures.count_documents(
-        {"campaign": ctx.campaign, "iteration": {"$lt": iteration}, "status": "selected"}
+    pending_exist = selection_config.rescore_pending and store.count_structures(
+        ctx.campaign, status="selected", before_iteration=iteration
     )
-    has_holdout = store.structures.count_documents({"campaign": ctx.campaign, "status": "holdout"})
+    has_holdout = store.count_structures(ctx.campaign, status="holdout")
     wants_committee = (
         bool(docs and selection_config.descriptor != "rdf") or bool(pending_exist) or has_holdout
     )
@@ -283,19 +291,15 @@ def select_for_labeling(
     scores = score_frames(deviation, mean_forces, selection_config)
     known = {
         d["key"]
-        for d in store.find_structures(
-            {
-                "campaign": ctx.campaign,
-                "status": {"$in": ["seed", "holdout", "selected", "labeled", "failed"]},
-            },
-            {"key": 1},
+        for d in store.structures_of(
+            ctx.campaign,
+            status=("seed", "holdout", "selected", "labeled", "failed"),
+            fields=("key",),
         )
     }
     labeled_atoms = [
         atoms_from_doc(d["atoms"])
-        for d in store.find_structures(
-            {"campaign": ctx.campaign, "status": {"$in": ["seed", "labeled"]}}, {"atoms": 1}
-        )
+        for d in store.structures_of(ctx.campaign, status=("seed", "labeled"), fields=("atoms",))
     ]
     descriptors, known_descriptors, kind = (None, None, "none")
     if selection_config.diversity == "fps":

@@ -87,9 +87,7 @@ def _record_holdout(ctx: StepContext, iteration: int) -> None:
     """The committee's errors on the held-out frames, as the committee strategy records them."""
     from alflow.steps.select import _load_committee
 
-    has_holdout = ctx.store.structures.count_documents(
-        {"campaign": ctx.campaign, "status": "holdout"}
-    )
+    has_holdout = ctx.store.count_structures(ctx.campaign, status="holdout")
     committee = _load_committee(ctx, iteration) if has_holdout else None
     if committee is not None:
         ctx.store.put_iteration(
@@ -118,8 +116,11 @@ def select_random(ctx: StepContext, iteration: int) -> dict[str, Any]:
     spent = store.count_labels(ctx.campaign)
     budget = max(0, min(config.selection.max_per_iteration, config.loop.max_dft_labels - spent))
     _record_holdout(ctx, iteration)
-    query = {"campaign": ctx.campaign, "iteration": iteration, "status": "explored"}
-    docs = list(store.find_structures(query, {"key": 1, "atoms": 1}))
+    docs = list(
+        store.structures_of(
+            ctx.campaign, status="explored", iteration=iteration, fields=("key", "atoms")
+        )
+    )
     sane, rejected = _sane(ctx, iteration, docs)
     seed = random_seed(config.selection.seed, ctx.campaign, iteration)
     rng = np.random.default_rng(seed)

@@ -9,7 +9,7 @@ the campaign's own records.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 __all__ = ["StoreReads"]
@@ -90,6 +90,72 @@ class StoreReads:
         return None if doc is None else doc.get("iteration")
 
     # ------------------------------------------------------------ structures
+    @staticmethod
+    def _structure_filter(
+        campaign: str,
+        status: str | Sequence[str] | None,
+        iteration: int | str | None,
+        before_iteration: int | None,
+        has: Sequence[str],
+        where: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        flt: dict[str, Any] = {"campaign": campaign}
+        if status is not None:
+            flt["status"] = status if isinstance(status, str) else {"$in": list(status)}
+        if iteration is not None:
+            flt["iteration"] = iteration
+        if before_iteration is not None:
+            flt["iteration"] = {"$lt": before_iteration}
+        flt.update({path: {"$exists": True} for path in has})
+        flt.update(where or {})
+        return flt
+
+    def structures_of(
+        self,
+        campaign: str,
+        *,
+        status: str | Sequence[str] | None = None,
+        iteration: int | str | None = None,
+        before_iteration: int | None = None,
+        has: Sequence[str] = (),
+        where: Mapping[str, Any] | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """A campaign's structure documents, oldest first, lazily.
+
+        Parameters
+        ----------
+        campaign
+            The campaign.
+        status
+            One status or any of several.
+        iteration, before_iteration
+            Exactly this iteration, or every iteration before this one.
+        has
+            Dotted field paths the document must have (e.g. ``"committee.forces_eV_A"``).
+        where
+            Further fields that must equal the given values (e.g. ``{"origin.walker": 3}``).
+        fields
+            Only these fields (and ``_id``); None: the whole document.
+        """
+        flt = self._structure_filter(campaign, status, iteration, before_iteration, has, where)
+        projection = None if fields is None else dict.fromkeys(fields, 1)
+        return iter(self.structures.find(flt, projection).sort("_id", 1))
+
+    def count_structures(
+        self,
+        campaign: str,
+        *,
+        status: str | Sequence[str] | None = None,
+        iteration: int | str | None = None,
+        before_iteration: int | None = None,
+        has: Sequence[str] = (),
+        where: Mapping[str, Any] | None = None,
+    ) -> int:
+        """How many structures :meth:`structures_of` would return for the same filters."""
+        flt = self._structure_filter(campaign, status, iteration, before_iteration, has, where)
+        return int(self.structures.count_documents(flt))
+
     def status_counts(self, campaign: str) -> dict[str, int]:
         """Structures of a campaign per status."""
         return {

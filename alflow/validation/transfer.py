@@ -76,14 +76,11 @@ def _recipe(run: ValidationRun, cell: Atoms, temperature_K: float, seed: int) ->
 
 def _stored_frames(run: ValidationRun, recipe: str) -> list[tuple[Atoms, dict[str, Any]]]:
     """Frames an earlier validation made with the same recipe, in order."""
-    docs = run.ctx.store.find_structures(
-        {
-            "campaign": run.ctx.campaign,
-            "status": VALIDATION_STATUS,
-            "origin.check": "transfer",
-            "origin.recipe": recipe,
-        },
-        {"atoms": 1, "origin": 1},
+    docs = run.ctx.store.structures_of(
+        run.ctx.campaign,
+        status=VALIDATION_STATUS,
+        where={"origin.check": "transfer", "origin.recipe": recipe},
+        fields=("atoms", "origin"),
     )
     frames = [(atoms_from_doc(d["atoms"]), dict(d["origin"])) for d in docs]
     return sorted(frames, key=lambda item: item[1].get("index", 0))

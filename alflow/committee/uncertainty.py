@@ -13,11 +13,15 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "MIN_MEMBERS",
     "committee_statistics",
     "energy_deviation_per_atom",
     "force_deviation_per_atom",
     "max_force_deviation",
 ]
+
+#: Fewest members whose disagreement estimates an uncertainty.
+MIN_MEMBERS = 2
 
 
 def force_deviation_per_atom(forces_comm: np.ndarray) -> np.ndarray:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alflow.committee.uncertainty import MIN_MEMBERS
 from alflow.config import CampaignConfig
+from alflow.contacts import ContactLimits
 from alflow.labeling import Labeler, make_labeler
 from alflow.settings import Settings
 from alflow.store import Store
 
 __all__ = ["StepContext"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,34 @@ class StepContext:
     def parameters_hash(self) -> str:
         """Hash of the campaign's labeling parameters (the key of its labels)."""
         return self.labeler().parameters_hash()
+
+    def label_budget(self) -> int:
+        """DFT labels this iteration may spend: its cap, within what is left of the campaign's."""
+        spent = self.store.count_labels(self.campaign)
+        left = self.config.loop.max_dft_labels - spent
+        return max(0, min(self.config.selection.max_per_iteration, left))
+
+    def contact_limits(self, iteration: int | str) -> ContactLimits:
+        """How close atoms may come (walkers, frames sent to DFT): from the iteration's data."""
+        models = self.store.trained_models(self.campaign, iteration)
+        return ContactLimits.from_record(
+            self.config.selection.sanity, models[0] if models else None
+        )
+
+    def iteration_committee(self, iteration: int) -> Any | None:
+        """The committee trained in ``iteration``, or None (logged) when it cannot be had.
+
+        For steps that work without one (select, its re-scoring, held-out errors).
+        """
+        models = self.store.trained_models(self.campaign, iteration)
+        if len(models) < MIN_MEMBERS:
+            log.info("iteration %d: %d trained members, no committee", iteration, len(models))
+            return None
+        try:
+            return self.load_committee(models)
+        except Exception as exc:  # optional path: the caller works without the committee
+            log.warning("iteration %d: committee not loaded (%s)", iteration, exc)
+            return None
 
     def load_committee(self, models: Sequence[dict[str, Any]], **options: Any) -> Any:
         """Fetch ``models`` (store records, sha256 checked) and load them as one calculator.

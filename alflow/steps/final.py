@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from alflow.committee.uncertainty import MIN_MEMBERS
 from alflow.steps.context import StepContext
 from alflow.steps.holdout import holdout_errors
 from alflow.steps.train import MIN_TRAINING_FRAMES, training_set_fingerprint, training_settings
@@ -22,8 +23,6 @@ from alflow.store.store import FINAL
 __all__ = ["finalize_fit"]
 
 log = logging.getLogger(__name__)
-
-MIN_MEMBERS = 2
 
 
 def finalize_fit(ctx: StepContext) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from alflow.steps.collect import committee_errors
 from alflow.steps.context import StepContext
 from alflow.structures import atoms_from_doc
 
-__all__ = ["holdout_errors"]
+__all__ = ["holdout_errors", "record_holdout_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +47,26 @@ def holdout_errors(ctx: StepContext, committee: Any) -> dict[str, Any] | None:
     if not predicted:
         return None
     return committee_errors(predicted, reference, e_pred, e_ref, n_atoms)
+
+
+def record_holdout_errors(
+    ctx: StepContext, iteration: int, committee: Any | None
+) -> dict[str, Any] | None:
+    """Evaluate ``iteration``'s committee on the held-out frames and store it in the iteration.
+
+    The learning curve of ``alflow report`` (``iterations.holdout_errors``);
+    select records it for either strategy, as soon as the committee is
+    trained. None (nothing stored) without a committee or held-out labels.
+    """
+    if committee is None or not ctx.store.count_structures(ctx.campaign, status="holdout"):
+        return None
+    errors = holdout_errors(ctx, committee)
+    ctx.store.put_iteration(ctx.campaign, iteration, {"holdout_errors": errors})
+    if errors is not None:
+        log.info(
+            "iteration %d committee on %d held-out frames: force RMSE %.3f eV/Å",
+            iteration,
+            errors["n_frames"],
+            errors["force_rmse_eV_A"],
+        )
+    return errors

@@ -30,7 +30,6 @@ import numpy as np
 from ase import Atoms
 
 from alflow.calibration import Thresholds, calibrated_thresholds, frame_force_error_eV_A
-from alflow.contacts import ContactLimits
 from alflow.labeling import sanity_reason
 from alflow.selection import (
     descriptor_species,
@@ -41,7 +40,7 @@ from alflow.selection import (
     soap_free_descriptor,
 )
 from alflow.steps.context import StepContext
-from alflow.steps.holdout import holdout_errors
+from alflow.steps.holdout import record_holdout_errors
 from alflow.structures import atoms_from_doc
 
 __all__ = ["AUDIT_REASON", "calibration_data", "select_for_labeling"]
@@ -53,28 +52,6 @@ _CATEGORY_STATUS = {"accurate": "accurate", "candidate": "candidate", "failed": 
 AUDIT_REASON = "audit: random frame of the accurate class (calibration below the window)"
 #: Prefix of the ``reason`` of queued frames dropped after re-scoring (status ``rejected``).
 DROPPED_REASON = "pending DFT dropped"
-MIN_MEMBERS = 2
-
-
-def _load_committee(ctx: StepContext, iteration: int) -> Any | None:
-    """The iteration's committee from the store, or None (logged) if it cannot be had."""
-    models = ctx.store.trained_models(ctx.campaign, iteration)
-    if len(models) < MIN_MEMBERS:
-        log.info(
-            "iteration %d: %d trained members, no committee for select", iteration, len(models)
-        )
-        return None
-    try:
-        return ctx.load_committee(models)
-    except Exception as exc:  # optional path: selection works without the committee
-        log.warning("iteration %d: committee not loaded for select (%s)", iteration, exc)
-        return None
-
-
-def _contact_limits(ctx: StepContext, iteration: int) -> ContactLimits:
-    """How close atoms may come in a frame sent to DFT: from the iteration's training data."""
-    models = ctx.store.trained_models(ctx.campaign, iteration)
-    return ContactLimits.from_record(ctx.config.selection.sanity, models[0] if models else None)
 
 
 def calibration_data(
@@ -229,8 +206,7 @@ def select_for_labeling(
         from alflow.steps.select_random import select_random
 
         return select_random(ctx, iteration)
-    spent = store.count_labels(ctx.campaign)
-    budget = max(0, min(selection_config.max_per_iteration, config.loop.max_dft_labels - spent))
+    budget = ctx.label_budget()
     docs = list(
         store.structures_of(
             ctx.campaign,
@@ -247,17 +223,8 @@ def select_for_labeling(
         bool(docs and selection_config.descriptor != "rdf") or bool(pending_exist) or has_holdout
     )
     if committee is None and wants_committee:
-        committee = _load_committee(ctx, iteration)
-    if committee is not None and has_holdout:
-        holdout = holdout_errors(ctx, committee)
-        store.put_iteration(ctx.campaign, iteration, {"holdout_errors": holdout})
-        if holdout is not None:
-            log.info(
-                "iteration %d committee on %d held-out frames: force RMSE %.3f eV/Å",
-                iteration,
-                holdout["n_frames"],
-                holdout["force_rmse_eV_A"],
-            )
+        committee = ctx.iteration_committee(iteration)
+    record_holdout_errors(ctx, iteration, committee)
 
     scores_seen, errors_seen, _ = calibration_data(ctx, iteration)
     thresholds = calibrated_thresholds(scores_seen, errors_seen, selection_config)
@@ -315,7 +282,7 @@ def select_for_labeling(
         known_keys=known,
         known_descriptors=known_descriptors,
         sanity_check=partial(
-            sanity_reason, sanity=selection_config.sanity, limits=_contact_limits(ctx, iteration)
+            sanity_reason, sanity=selection_config.sanity, limits=ctx.contact_limits(iteration)
         ),
         window=(thresholds.lo, thresholds.hi),
         descriptors=descriptors,

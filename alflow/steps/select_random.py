@@ -27,7 +27,7 @@ import numpy as np
 
 from alflow.labeling import sanity_reason
 from alflow.steps.context import StepContext
-from alflow.steps.holdout import holdout_errors
+from alflow.steps.holdout import record_holdout_errors
 from alflow.structures import atoms_from_doc
 
 __all__ = ["DRAWN_REASON", "NOT_DRAWN_REASON", "random_seed", "select_random"]
@@ -69,9 +69,7 @@ def _sane(
     Explored frames are new to the campaign by construction (a structure key
     is stored once per campaign), so there is nothing to de-duplicate.
     """
-    from alflow.steps.select import _contact_limits
-
-    limits = _contact_limits(ctx, iteration)
+    limits = ctx.contact_limits(iteration)
     sane: list[int] = []
     rejected: dict[int, str] = {}
     for index, doc in enumerate(docs):
@@ -81,18 +79,6 @@ def _sane(
         else:
             sane.append(index)
     return sane, rejected
-
-
-def _record_holdout(ctx: StepContext, iteration: int) -> None:
-    """The committee's errors on the held-out frames, as the committee strategy records them."""
-    from alflow.steps.select import _load_committee
-
-    has_holdout = ctx.store.count_structures(ctx.campaign, status="holdout")
-    committee = _load_committee(ctx, iteration) if has_holdout else None
-    if committee is not None:
-        ctx.store.put_iteration(
-            ctx.campaign, iteration, {"holdout_errors": holdout_errors(ctx, committee)}
-        )
 
 
 def select_random(ctx: StepContext, iteration: int) -> dict[str, Any]:
@@ -113,9 +99,9 @@ def select_random(ctx: StepContext, iteration: int) -> dict[str, Any]:
         "budget": int, "thresholds": None, "strategy": "random"}``.
     """
     store, config = ctx.store, ctx.config
-    spent = store.count_labels(ctx.campaign)
-    budget = max(0, min(config.selection.max_per_iteration, config.loop.max_dft_labels - spent))
-    _record_holdout(ctx, iteration)
+    budget = ctx.label_budget()
+    if store.count_structures(ctx.campaign, status="holdout"):
+        record_holdout_errors(ctx, iteration, ctx.iteration_committee(iteration))
     docs = list(
         store.structures_of(
             ctx.campaign, status="explored", iteration=iteration, fields=("key", "atoms")

@@ -506,9 +506,7 @@ def walker_saves(store: Store, campaign: str, walkers: int, frames: int) -> dict
             for a in atoms
         ]
         began = time.perf_counter()
-        store.delete_unlabeled(
-            {"campaign": campaign, "origin.iteration": iteration, "origin.walker": walker}
-        )
+        store.delete_unlabeled(campaign, {"origin.iteration": iteration, "origin.walker": walker})
         deleted = time.perf_counter()
         new += store.add_structures(
             campaign,

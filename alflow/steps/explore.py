@@ -14,6 +14,7 @@ from typing import Any
 
 from ase import Atoms
 
+from alflow.committee.uncertainty import MIN_MEMBERS
 from alflow.contacts import ContactLimits
 from alflow.errors import ExplorationError
 from alflow.exploration import WalkerResult, run_walker, walker_plan
@@ -25,8 +26,6 @@ from alflow.workcache import fingerprint, load_cached, save_cached
 __all__ = ["explore_walker", "explore_walkers", "starting_structures"]
 
 log = logging.getLogger(__name__)
-
-MIN_MEMBERS = 2
 
 
 def starting_structures(ctx: StepContext, iteration: int) -> list[tuple[str, Atoms]]:
@@ -43,8 +42,9 @@ def starting_structures(ctx: StepContext, iteration: int) -> list[tuple[str, Ato
         for i, atoms in enumerate(build_initial_structures(config.initial, config.base_dir))
     ]
     if config.exploration.start_from_labeled and iteration > 0:
-        query = {"campaign": ctx.campaign, "status": "labeled", "iteration": {"$lt": iteration}}
-        for doc in ctx.store.find_structures(query, {"key": 1, "atoms": 1}):
+        for doc in ctx.store.structures_of(
+            ctx.campaign, status="labeled", before_iteration=iteration, fields=("key", "atoms")
+        ):
             starts.append((doc["key"], atoms_from_doc(doc["atoms"])))
     return starts
 
@@ -236,9 +236,7 @@ def _store_frames(
     walker, plan, propagator = job.walker, job.plan, job.propagator
     model_ids = [m["_id"] for m in models]
     # A rerun of this walker replaces its own unlabeled frames, nothing else.
-    store.delete_unlabeled(
-        {"campaign": ctx.campaign, "origin.iteration": iteration, "origin.walker": walker}
-    )
+    store.delete_unlabeled(ctx.campaign, {"origin.iteration": iteration, "origin.walker": walker})
     frames = [f.atoms for f in result.frames]
     keys = [structure_key(a) for a in frames]
     origins = [

@@ -261,10 +261,15 @@ class Store(StoreReads):
             {"campaign": campaign, "key": {"$in": list(keys)}}, {"$set": update}
         )
 
-    def delete_unlabeled(self, query: Mapping[str, Any]) -> int:
-        """Delete structures matching ``query`` that were never selected or labeled."""
+    def delete_unlabeled(self, campaign: str, where: Mapping[str, Any]) -> int:
+        """Delete the campaign's structures whose fields equal ``where`` and were never
+        selected or labeled (e.g. ``{"origin.iteration": 3, "origin.walker": 1}``)."""
         result = self.structures.delete_many(
-            {**query, "status": {"$in": ["explored", "accurate", "candidate", "unphysical"]}}
+            {
+                **where,
+                "campaign": campaign,
+                "status": {"$in": ["explored", "accurate", "candidate", "unphysical"]},
+            }
         )
         return int(result.deleted_count)
 

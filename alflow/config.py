@@ -203,8 +203,10 @@ class CommitteeConfig(Strict):
     )
     foundation_model: Path | None = Field(
         default=None,
-        description="A local MACE model file (MACE-MP, or a potential exported by another "
-        "campaign) every member is fine-tuned from; None: train from scratch.",
+        description="A local MACE model file (MACE-MP, or a memberMM.model exported by another "
+        "campaign; relative: to the campaign file's directory) every member is fine-tuned from "
+        "in iteration 0 and whenever training.restart is scratch (docs/committee.md); None: "
+        "train from scratch.",
     )
     model: MaceModelConfig = MaceModelConfig()
     training: TrainingConfig = TrainingConfig()

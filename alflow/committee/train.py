@@ -44,6 +44,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
+from alflow.committee.foundation import finish_foundation, foundation_argv, prepare_foundation
 from alflow.committee.repulsion import with_repulsion, without_repulsion
 from alflow.config import MaceModelConfig, TrainingConfig
 from alflow.errors import TrainingError
@@ -216,6 +217,7 @@ def build_train_argv(
     valid_file: str = "valid.xyz",
     previous_model: Path | None = None,
     device: str = "cpu",
+    extra_argv: Sequence[str] = (),
 ) -> list[str]:
     """mace-torch ``run_train`` arguments for one member.
 
@@ -238,6 +240,9 @@ def build_train_argv(
         A model file to continue from (``--foundation_model``).
     device
         torch device.
+    extra_argv
+        Appended as they are (a foundation start's fine-tuning options,
+        :func:`alflow.committee.foundation.foundation_argv`).
 
     Returns
     -------
@@ -280,7 +285,7 @@ def build_train_argv(
         argv.append("--ema")
     if previous_model is not None:
         argv += ["--foundation_model", str(Path(previous_model).resolve())]
-    return argv
+    return [*argv, *extra_argv]
 
 
 # --------------------------------------------------------------------------- running
@@ -482,6 +487,7 @@ def train_member(
     workdir: Path,
     e0s_eV: Mapping[str, float] | None = None,
     previous_model: Path | None = None,
+    foundation: Path | None = None,
     device: str = "cpu",
     threads: int = 1,
     name: str = "member",
@@ -510,6 +516,10 @@ def train_member(
     previous_model
         Continue from this model file (``--foundation_model``: its
         architecture, weights and scale/shift are loaded).
+    foundation
+        Without ``previous_model``: fine-tune from this foundation file
+        (:mod:`alflow.committee.foundation`: checked, its pair repulsion
+        taken off, multihead replay where it has replay data).
     device
         torch device of the training process.
     threads
@@ -560,6 +570,13 @@ def train_member(
             previous_model = kept
 
     symbols = sorted({s for atoms in frames for s in atoms.get_chemical_symbols()})
+    fstart = None
+    if foundation is not None and previous_model is None:
+        fstart = prepare_foundation(
+            Path(foundation), workdir=workdir, name=name, elements=symbols, model=model,
+            training=training, seed=seed, n_train=len(train_idx),
+        )  # fmt: skip
+    start_model = previous_model if fstart is None else fstart.model_path
     e0s_source: str
     e0s_values: dict[str, float] | None
     if e0s_eV is not None:
@@ -568,6 +585,9 @@ def train_member(
             raise TrainingError(f"e0s_eV lacks elements {missing}")
         e0s_values = {s: float(e0s_eV[s]) for s in symbols}
         e0s, e0s_source = _e0s_argument(e0s_values), "given"
+    elif fstart is not None:
+        e0s_values = {s: fstart.info.e0s_eV[s] for s in symbols}
+        e0s, e0s_source = _e0s_argument(e0s_values), "foundation"
     elif previous_model is not None:
         by_z = read_model_e0s(Path(previous_model))
         missing = [s for s in symbols if atomic_numbers[s] not in by_z]
@@ -590,6 +610,7 @@ def train_member(
         "e0s": e0s_source,
         "e0s_eV": e0s_values,
         "previous_model": str(previous_model) if previous_model is not None else None,
+        "foundation": fstart.record() if fstart is not None else None,
         "device": device,
         "threads": threads,
         "mace_version": _mace_version(),
@@ -605,8 +626,9 @@ def train_member(
             n_train=len(train_idx),
             n_valid=len(valid_idx),
             e0s=e0s,
-            previous_model=previous_model,
+            previous_model=start_model,
             device=device,
+            extra_argv=foundation_argv(fstart) if fstart is not None else (),
         )
 
     run_seed = seed
@@ -617,6 +639,9 @@ def train_member(
         (workdir / "valid.xyz").read_bytes(),
         argv,
         _file_sha256(previous_model) if previous_model is not None else None,
+        (fstart.info.sha256, fstart.replay_path and _file_sha256(fstart.replay_path))
+        if fstart is not None
+        else None,
         hyperparameters["mace_version"],
     )
     cached = load_cached(cache, inputs)  # (TrainedMember, sha256 of its model file)
@@ -642,6 +667,8 @@ def train_member(
                 f"log: {log_path}\n--- last lines ---\n{_log_tail(log_path)}"
             ) from exc2
 
+    if fstart is not None:
+        model_path = finish_foundation(model_path, fstart)
     if training.pair_repulsion:
         model_path, hyperparameters["repulsion"] = with_repulsion(model_path, frames, model.r_max_A)
     hyperparameters["argv"] = argv

@@ -141,7 +141,8 @@ def _potential(
 
 def _hyperparameters(models: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     hyper = models[0].get("hyperparameters") or {}
-    return {k: hyper.get(k) for k in ("model", "training", "mace_version") if k in hyper}
+    keys = ("model", "training", "mace_version", "foundation")  # foundation: file, sha256, card
+    return {k: hyper.get(k) for k in keys if k in hyper}
 
 
 def build_card(

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from alflow.committee import train_member
+from alflow.committee.foundation import foundation_path
 from alflow.config import CampaignConfig, TrainingConfig, config_hash
 from alflow.contacts import mark_short_range
 from alflow.errors import TrainingError
@@ -162,6 +163,7 @@ def train_committee_member(ctx: StepContext, iteration: int | str, member: int) 
             workdir=ctx.workdir,
             e0s_eV=e0s_eV,
             previous_model=previous,
+            foundation=foundation_path(config),  # used only where previous is None
             device=ctx.settings.device,
             threads=ctx.settings.torch_threads,
             name=f"member{member:02d}",

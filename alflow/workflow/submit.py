@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 def prepare_campaign(config: CampaignConfig) -> list[Atoms]:
     """Check everything that can be checked before anything is written.
 
-    Builds the initial structures (missing files, unknown elements, NaNs) and
-    checks that the reference method supports every element.
+    Builds the initial structures (missing files, unknown elements, NaNs),
+    checks that the reference method supports every element and that
+    ``committee.foundation_model`` (if set) is a MACE model that fits.
 
     Returns
     -------
@@ -55,6 +56,10 @@ def prepare_campaign(config: CampaignConfig) -> list[Atoms]:
                 f"{config.base_dir}: labeling.oracle: EMT has no parameters for "
                 f"{', '.join(unsupported)} (EMT knows {' '.join(sorted(emt_parameters))})"
             )
+    if config.committee.foundation_model is not None:  # before any worker starts
+        from alflow.committee.foundation import check_campaign_foundation
+
+        check_campaign_foundation(config, symbols)
     return structures
 
 

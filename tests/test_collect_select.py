@@ -217,3 +217,41 @@ def test_budget_and_iteration_limit_rules(tmp_path, new_store):
     assert collect_iteration(ctx, 0).rule == "dft_budget"
     ctx, _connection = make_ctx(new_store(), tmp_path / "b", loop={"max_iterations": 1})
     assert collect_iteration(ctx, 0).rule == "iteration_limit"
+
+
+def test_a_crashed_label_job_is_recorded_as_a_failure(tmp_path, new_store):
+    """FireWorks' fizzled label parents, read by the workflow, mark their frames failed."""
+    from alflow.workflow.tasks import crashed_labels
+
+    ctx, _connection = make_ctx(new_store(), tmp_path, selection={"audit_per_iteration": 0})
+    keys = add_frames(ctx, 0, 3, stdev_A=0.15, noise_eV_A=0.2)
+    ctx.store.set_status(CAMPAIGN, [keys[0]], "selected", reason="test")
+    fw_spec = {
+        "_fizzled_parents": [
+            {
+                "spec": {"structure_key": keys[0]},
+                "launches": [
+                    {
+                        "action": {
+                            "stored_data": {
+                                "_exception": {
+                                    "_stacktrace": "Traceback\nMemoryError: out of memory"
+                                }
+                            }
+                        }
+                    }
+                ],
+            },
+            {"spec": {"structure_key": keys[1]}, "launches": []},  # not selected: left alone
+        ]
+    }
+    crashed = crashed_labels(fw_spec)
+    assert crashed == [
+        (keys[0], "MemoryError: out of memory"),
+        (keys[1], "unknown error (no launch record)"),
+    ]
+    collect_iteration(ctx, 0, crashed)
+    failed = ctx.store.structure(CAMPAIGN, keys[0])
+    assert failed["status"] == "failed"
+    assert "labeling job crashed: MemoryError: out of memory" in str(failed.get("reason"))
+    assert ctx.store.structure(CAMPAIGN, keys[1])["status"] == "explored"

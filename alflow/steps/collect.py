@@ -300,7 +300,7 @@ def _iteration_figures(
 
 
 def collect_iteration(
-    ctx: StepContext, iteration: int, fizzled: Sequence[dict[str, Any]] = ()
+    ctx: StepContext, iteration: int, crashed: Sequence[tuple[str, str]] = ()
 ) -> Decision:
     """Record the figures of ``iteration`` and decide what happens next.
 
@@ -314,19 +314,17 @@ def collect_iteration(
         Store, campaign, settings and the launch directory.
     iteration
         The iteration to close.
-    fizzled
-        FireWorks' ``_fizzled_parents``: label jobs that crashed. Any of their
-        structures still ``selected`` is recorded as failed with the error.
+    crashed
+        (structure key, error) of label jobs that crashed without recording
+        anything; a structure still ``selected`` is recorded as failed with the error.
 
     Returns
     -------
     Decision
     """
     store, campaign = ctx.store, ctx.campaign
-    for parent in fizzled:
-        key = parent.get("spec", {}).get("structure_key")
-        if key and store.is_selected(campaign, key):
-            error = _launch_error(parent)
+    for key, error in crashed:
+        if store.is_selected(campaign, key):
             store.set_status(campaign, [key], "failed", reason=f"labeling job crashed: {error}")
     went_on = _recorded_go_on(store, campaign, iteration)
     if went_on is not None:
@@ -376,15 +374,3 @@ def _recorded_go_on(store: Any, campaign: str, iteration: int) -> Decision | Non
         str(recorded.get("reason", "next iteration")),
         str(recorded.get("rule", "next")),
     )
-
-
-def _launch_error(parent: dict[str, Any]) -> str:
-    """The error text FireWorks stored for a fizzled parent, if any."""
-    for launch in reversed(parent.get("launches", [])):
-        stored = (launch.get("action") or {}).get("stored_data") or {}
-        if stored.get("_exception"):
-            details = stored["_exception"].get("_details") or stored["_exception"].get(
-                "_stacktrace", ""
-            )
-            return str(details).strip().splitlines()[-1] if details else "unknown error"
-    return "unknown error (no launch record)"

@@ -134,6 +134,31 @@ class SelectTask(FiretaskBase):
         return FWAction(stored_data=result, additions=[additions])
 
 
+def crashed_labels(fw_spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """(structure key, error) of the label Fireworks that fizzled (``_fizzled_parents``).
+
+    The error is the last line of what FireWorks stored for the launch.
+    """
+    crashed = []
+    for parent in fw_spec.get("_fizzled_parents", []):
+        key = parent.get("spec", {}).get("structure_key")
+        if key:
+            crashed.append((str(key), _launch_error(parent)))
+    return crashed
+
+
+def _launch_error(parent: dict[str, Any]) -> str:
+    """The error text FireWorks stored for a fizzled parent, if any."""
+    for launch in reversed(parent.get("launches", [])):
+        stored = (launch.get("action") or {}).get("stored_data") or {}
+        if stored.get("_exception"):
+            details = stored["_exception"].get("_details") or stored["_exception"].get(
+                "_stacktrace", ""
+            )
+            return str(details).strip().splitlines()[-1] if details else "unknown error"
+    return "unknown error (no launch record)"
+
+
 @explicit_serialize
 class CollectTask(FiretaskBase):
     """Close the iteration; add the next iteration's Workflow, or the final fit at the end."""
@@ -145,7 +170,7 @@ class CollectTask(FiretaskBase):
 
         ctx = step_context(fw_spec)
         iteration = fw_spec["iteration"]
-        decision = collect_iteration(ctx, iteration, fw_spec.get("_fizzled_parents", []))
+        decision = collect_iteration(ctx, iteration, crashed_labels(fw_spec))
         settings = worker_settings(fw_spec)
         connection, _ = worker_store(settings)
         added = False

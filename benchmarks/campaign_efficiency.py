@@ -331,7 +331,7 @@ def campaign_curve(store_dir: Path, campaign: str, frames: list[Any]) -> dict[st
         curve = []
         for iteration in [*range(config.loop.max_iterations), FINAL]:
             models = store.trained_models(campaign, iteration)
-            if not models:
+            if len(models) < config.committee.members:  # not (yet) trained: a campaign running
                 continue
             figures = _evaluate(ctx.load_committee(models), frames)
             labels = int(models[0]["n_frames"])
@@ -374,6 +374,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--iterations", type=int, default=None)
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help="comma-separated (random, alflow)"
+    )
     parser.add_argument("--target", type=float, default=None, help="target force RMSE (eV/Å)")
     parser.add_argument(
         "--target-error",
@@ -410,7 +413,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"test set: {len(frames)} EMT MD frames ({time.monotonic() - started:.0f} s)")
         base = args.workdir or Path(tempfile.mkdtemp(prefix="campaign-efficiency-"))
         for seed in range(args.first_seed, args.first_seed + setup.seeds):
-            for method in METHODS:
+            for method in args.methods.split(","):
                 begun = time.monotonic()
                 workdir = base / f"{method}-s{seed}"
                 store_dir = run_campaign(setup, method, seed, workdir, args.target_error)

@@ -57,6 +57,11 @@ class Settings(BaseModel):
     mpi_command: str = Field(default="mpiexec", description="MPI launcher for DFT jobs.")
     mpi_ranks: int = Field(default=1, ge=1, description="MPI ranks of one DFT job (1: no MPI).")
     mpi_extra_args: str = Field(default="", description="Extra launcher arguments.")
+    gpaw_job_module: str = Field(
+        default="alflow.labeling.gpaw_job",
+        description="Python module run (python -m) as one GPAW calculation; a site may wrap "
+        "alflow.labeling.gpaw_job (profiling, extra logs): it patches calculate, calls main.",
+    )
     device: Literal["cpu", "cuda"] = Field(default="cpu", description="torch device for MACE.")
     torch_threads: int = Field(
         default=1, ge=1, description="torch threads per training/MD process."

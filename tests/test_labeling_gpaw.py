@@ -3,7 +3,7 @@
 The unmarked tests check the pure parts (command line, environment, k-point
 mesh, retry escalation) without GPAW. The ``gpaw`` tests run real, tiny
 calculations (rattled 4-atom Al cell, PW(200), k 2x2x2) and use the job's
-fault injection (``ALFLOW_GPAW_FAULT``, see :mod:`alflow.labeling.gpaw_job`).
+fault injection (``tests/gpaw_faults.py``, run as the job module).
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
+from gpaw_faults import fault_settings, set_fault
 
 from alflow.config import GPAWOracle, config_hash
 from alflow.errors import LabelingError
-from alflow.labeling.gpaw_job import FAULT_ENV, gpaw_calculator_kwargs, resolve_kpts
+from alflow.labeling.gpaw_job import gpaw_calculator_kwargs, resolve_kpts
 from alflow.labeling.gpaw_labeler import (
     GENTLE_MIXER,
     GPAWLabeler,
@@ -199,8 +200,8 @@ def test_two_ranks_match_gpaw_in_process(tmp_path: Path, monkeypatch: pytest.Mon
 def test_scf_failure_is_retried_and_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(FAULT_ENV, "scf_fail_first")
-    labeler = GPAWLabeler(ORACLE.model_copy(update={"max_retries": 2}), Settings())
+    settings = fault_settings(monkeypatch, "scf_fail_first")
+    labeler = GPAWLabeler(ORACLE.model_copy(update={"max_retries": 2}), settings)
     result = labeler.label(rattled_al(), tmp_path)
     assert [a["status"] for a in result.attempts] == ["scf_failed", "ok"]
     failed, ok = result.attempts
@@ -219,14 +220,14 @@ def test_scf_failure_is_retried_and_recorded(
 def test_scf_failure_without_retries_raises(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(FAULT_ENV, "scf_fail_first")
-    labeler = GPAWLabeler(ORACLE.model_copy(update={"max_retries": 0}), Settings())
+    settings = fault_settings(monkeypatch, "scf_fail_first")
+    labeler = GPAWLabeler(ORACLE.model_copy(update={"max_retries": 0}), settings)
     with pytest.raises(LabelingError, match="scf_failed") as info:
         labeler.label(rattled_al(), tmp_path / "none")
     assert [a["status"] for a in info.value.attempts] == ["scf_failed"]
 
-    monkeypatch.setenv(FAULT_ENV, "scf_fail_always")
-    labeler = GPAWLabeler(ORACLE.model_copy(update={"max_retries": 1}), Settings())
+    set_fault(monkeypatch, "scf_fail_always")
+    labeler = GPAWLabeler(ORACLE.model_copy(update={"max_retries": 1}), settings)
     with pytest.raises(LabelingError, match="2 attempt") as info:
         labeler.label(rattled_al(), tmp_path / "always")
     assert [a["status"] for a in info.value.attempts] == ["scf_failed", "scf_failed"]
@@ -240,8 +241,7 @@ def test_killed_job_is_a_recorded_failure_and_a_rerun_recovers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     atoms = rattled_al()
-    labeler = GPAWLabeler(ORACLE, Settings(mpi_ranks=2))
-    monkeypatch.setenv(FAULT_ENV, "kill")
+    labeler = GPAWLabeler(ORACLE, fault_settings(monkeypatch, "kill", mpi_ranks=2))
     with pytest.raises(LabelingError, match=r"without result\.json") as info:
         labeler.label(atoms, tmp_path)
     (attempt,) = info.value.attempts  # a crash is not retried with SCF settings
@@ -252,7 +252,7 @@ def test_killed_job_is_a_recorded_failure_and_a_rerun_recovers(
     assert {"attempts.json", "input-attempt0.json", "job-attempt0.err", "gpaw-attempt0.txt"} <= kept
     assert "result.json" not in kept
 
-    monkeypatch.delenv(FAULT_ENV)
+    set_fault(monkeypatch, None)
     result = labeler.label(atoms, tmp_path)  # the rerun after the kill
     assert [a["status"] for a in result.attempts] == ["ok"]
 

@@ -8,8 +8,10 @@ Fireworks as Slurm jobs that run ``rlaunch --offline singleshot``, and
 ingests their results into the store and the LaunchPad. The last test runs
 the runner itself (``run_campaign(..., dft_queue=...)``).
 
-Faults are injected through ``ALFLOW_GPAW_FAULT``, which ``sbatch`` passes
-into the job's environment (``--export=ALL`` is Slurm's default).
+Faults are injected by the test job module ``tests/gpaw_faults.py`` (the
+bench's ``gpaw_job_module``) through ``ALFLOW_TEST_GPAW_FAULT``, which
+``sbatch`` passes into the job's environment with ``PYTHONPATH`` (``--export=ALL``
+is Slurm's default).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +29,10 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
+from gpaw_faults import MODULE, fault_settings, set_fault
 from slurm_cluster import slurm_cluster, wait_for_job_state  # noqa: F401
 
 from alflow.config import CampaignConfig
-from alflow.labeling.gpaw_job import FAULT_ENV
 from alflow.settings import Settings
 from alflow.structures import structure_key
 
@@ -170,16 +173,20 @@ def bench(
     slurm_cluster: Any,  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
     mongo_uri: str,
-) -> Bench:
+) -> Iterator[Bench]:
     work = tmp_path_factory.mktemp("slurm-offline")
     tag = uuid.uuid4().hex[:10]
-    settings = Settings(
-        store=mongo_uri,
-        scratch_dir=str(work / "scratch"),
-        store_name=f"alflow_{tag}",
-        launchpad_name=f"fw_{tag}",
-    )
-    return Bench(work, settings)
+    with pytest.MonkeyPatch.context() as patch:  # PYTHONPATH for the jobs' gpaw_faults
+        settings = fault_settings(
+            patch,
+            None,  # the production job unless a test sets a fault
+            store=mongo_uri,
+            scratch_dir=str(work / "scratch"),
+            store_name=f"alflow_{tag}",
+            launchpad_name=f"fw_{tag}",
+        )
+        assert settings.gpaw_job_module == MODULE
+        yield Bench(work, settings)
 
 
 def test_label_firework_runs_as_slurm_job_and_matches_in_process(bench: Bench) -> None:
@@ -226,9 +233,9 @@ def test_cancelled_job_is_rerun_and_labeled_once(
     bench: Bench, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fw_id = bench.fw_id("cancel")
-    monkeypatch.setenv(FAULT_ENV, "hang")  # the job's GPAW waits as if it were slow
+    set_fault(monkeypatch, "hang")  # the job's GPAW waits as if it were slow
     job = bench.dispatcher.submit(fw_id, bench.directory("cancel"))
-    monkeypatch.delenv(FAULT_ENV)
+    set_fault(monkeypatch, None)
     wait_for_job_state(job.job_id, {"RUNNING"})
     deadline = time.monotonic() + 90
     while not (job.directory / "input.json").exists():  # GPAW's job has started
@@ -255,11 +262,11 @@ def test_cancelled_job_is_rerun_and_labeled_once(
 def test_scf_failure_and_killed_gpaw_are_recorded_failures(
     bench: Bench, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(FAULT_ENV, "scf_fail_always")
+    set_fault(monkeypatch, "scf_fail_always")
     scf = bench.dispatcher.submit(bench.fw_id("scf"), bench.directory("scf"))
-    monkeypatch.setenv(FAULT_ENV, "kill")
+    set_fault(monkeypatch, "kill")
     kill = bench.dispatcher.submit(bench.fw_id("kill"), bench.directory("kill"))
-    monkeypatch.delenv(FAULT_ENV)
+    set_fault(monkeypatch, None)
     events = dict(bench.wait(timeout_s=240))
     assert events == {scf.fw_id: "FIZZLED", kill.fw_id: "FIZZLED"}
 

@@ -29,15 +29,10 @@ with ``GPAW_MPI_BACKEND=cgpaw``). The GPAW log goes to ``gpaw.txt``.
 A process that dies without writing ``result.json`` (killed, out of memory)
 is the labeler's to diagnose from the exit status and the logs.
 
-Fault injection for tests (environment variable ``ALFLOW_GPAW_FAULT``):
-
-- ``scf_fail_first``: attempt 0 runs with ``maxiter=3`` (the SCF fails);
-- ``scf_fail_always``: every attempt runs with ``maxiter=3``;
-- ``kill``: rank 0 sends itself SIGKILL after the energy is computed,
-  before ``result.json`` is written;
-- ``hang``: every rank sleeps (up to an hour) before GPAW starts, as a
-  calculation cut short by a walltime or a node failure would look
-  (``scancel`` or a timeout ends it).
+The labeler runs the module named by ``settings.gpaw_job_module`` (this
+one by default); a wrapper module may patch :func:`calculate` and call
+:func:`main` (the tests inject SCF failures, kills and hangs that way:
+``tests/gpaw_faults.py``).
 """
 
 from __future__ import annotations
@@ -46,7 +41,6 @@ import json
 import logging
 import math
 import os
-import signal
 import socket
 import sys
 import time
@@ -61,7 +55,7 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_OK",
     "EXIT_SCF_FAILED",
-    "FAULT_ENV",
+    "calculate",
     "gpaw_calculator_kwargs",
     "main",
     "resolve_kpts",
@@ -69,13 +63,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FAULT_ENV = "ALFLOW_GPAW_FAULT"
-FAULTS = ("scf_fail_first", "scf_fail_always", "kill", "hang")
-_HANG_S = 3600.0
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_SCF_FAILED = 2
-_FAULT_MAXITER = 3
 
 
 def resolve_kpts(parameters: dict[str, Any], atoms: Atoms) -> tuple[list[int], bool]:
@@ -169,27 +159,18 @@ def _initial_magmoms(parameters: dict[str, Any], atoms: Atoms) -> list[float] | 
     return [float(per_element.get(symbol, 0.0)) for symbol in atoms.get_chemical_symbols()]
 
 
-def _calculate(
-    atoms: Atoms, parameters: dict[str, Any], txt: str, attempt: int, fault: str
-) -> dict[str, Any]:
+def calculate(atoms: Atoms, parameters: dict[str, Any], txt: str) -> dict[str, Any]:
     """Run GPAW; return the result fields (raises GPAW's errors unchanged)."""
     from gpaw import GPAW
     from gpaw.mpi import world
 
-    if fault == "hang":
-        logger.warning("fault injection: hanging for up to %.0f s", _HANG_S)
-        time.sleep(_HANG_S)
     run_parameters = dict(parameters)
-    if fault == "scf_fail_always" or (fault == "scf_fail_first" and attempt == 0):
-        run_parameters["maxiter"] = _FAULT_MAXITER
     kwargs, resolved = gpaw_calculator_kwargs(run_parameters, atoms, txt)
     magmoms = _initial_magmoms(parameters, atoms)
     if magmoms is not None:
         atoms.set_initial_magnetic_moments(magmoms)
     atoms.calc = GPAW(**kwargs)
     energy_eV = float(atoms.get_potential_energy())
-    if fault == "kill" and world.rank == 0:
-        os.kill(os.getpid(), signal.SIGKILL)
     if not math.isfinite(energy_eV):
         raise _NonFiniteEnergyError(f"non-finite energy {energy_eV}")
     forces = np.asarray(atoms.get_forces(), dtype=float)
@@ -242,10 +223,6 @@ def run(input_path: Path, result_path: Path) -> int:
     """
     start = time.perf_counter()
     data = json.loads(Path(input_path).read_text())
-    fault = os.environ.get(FAULT_ENV, "")
-    if fault and fault not in FAULTS:
-        logger.warning("ignoring unknown %s=%r (known: %s)", FAULT_ENV, fault, ", ".join(FAULTS))
-        fault = ""
     atoms_doc = data["atoms"]
     atoms = Atoms(
         numbers=atoms_doc["numbers"],
@@ -260,7 +237,6 @@ def run(input_path: Path, result_path: Path) -> int:
         "parameters_hash": data.get("parameters_hash"),
         "structure_key": data.get("structure_key"),
         "attempt": attempt,
-        "fault": fault or None,
         "host": socket.gethostname(),
         "error": None,
     }
@@ -274,13 +250,11 @@ def run(input_path: Path, result_path: Path) -> int:
         rank = world.rank
         result["code_version"] = gpaw_version
         try:
-            result.update(
-                _calculate(atoms, parameters, data.get("txt", "gpaw.txt"), attempt, fault)
-            )
+            result.update(calculate(atoms, parameters, data.get("txt", "gpaw.txt")))
             result["status"] = "ok"
             status = EXIT_OK
         except (KohnShamConvergenceError, _NonFiniteEnergyError) as exc:
-            maxiter = _FAULT_MAXITER if fault.startswith("scf_fail") else parameters["maxiter"]
+            maxiter = parameters["maxiter"]
             result["status"] = "scf_failed"
             message = type(exc).__name__ + (f": {exc}" if str(exc) else "")
             if isinstance(exc, KohnShamConvergenceError):

@@ -257,7 +257,7 @@ class GPAWLabeler:
 
     def command(self) -> list[str]:
         """The command line of one job (run inside the calculation directory)."""
-        job = [self.python, "-m", "alflow.labeling.gpaw_job", INPUT_NAME, RESULT_NAME]
+        job = [self.python, "-m", self.settings.gpaw_job_module, INPUT_NAME, RESULT_NAME]
         if self.settings.mpi_ranks <= 1:
             return job
         return [
@@ -392,8 +392,6 @@ class GPAWLabeler:
         if result is not None and not timed_out:
             record["status"] = result["status"]
             record["error"] = result.get("error")
-            if result.get("fault"):
-                record["fault"] = result["fault"]
             if result.get("traceback"):
                 record["traceback"] = result["traceback"]
             if result["status"] == "ok" and returncode == EXIT_OK:

@@ -8,8 +8,9 @@ exploration throughput (atom·steps/s summed over all walkers; Langevin NVT
 walkers on fcc Cu cells of 32 and 108 atoms:
 
 - ``independent``: the K walkers run one after another in this process,
-  each with its own :class:`~alflow.committee.CommitteeCalculator`
-  (``propagator = w mod M``, one-structure model calls) and
+  each with a :class:`~alflow.committee.CommitteeCalculator` of
+  ``propagator = w mod M`` (one-structure model calls; loaded before the
+  clock starts) and
   :func:`~alflow.exploration.run_walker` — what K md Fireworks with
   ``walkers_per_job: 1`` do, without their process start-up;
 - ``batched``: the same K walkers (same seeds, same propagating members
@@ -20,7 +21,11 @@ walkers on fcc Cu cells of 32 and 108 atoms:
   walkers (it groups walkers by member): one batched call per step.
 
 The methods alternate per (size, K) and repeat ``--repeats`` times (medians
-reported). torch uses ``--threads`` threads (2: "on 2 cores") everywhere.
+reported). torch uses ``--threads`` threads (2: "on 2 cores") everywhere, and
+every method runs in a worker thread (the batched walkers' model calls do):
+on an oversubscribed 2-core machine, 2 OpenMP threads driven from the main
+thread were measured 20-40 x slower than from a worker thread, which would
+make the independent baseline look far worse than it is.
 
 Usage::
 
@@ -28,8 +33,11 @@ Usage::
     python3 benchmarks/exploration.py           # K = 1, 4, 8, 32, longer runs
 
 The last line is one JSON object: ``batched_speedup`` = {"32": {"1": x, "4": x,
-...}, "108": {...}} (batched over independent), ``batched_speedup_one_member``
-and the raw ``atom_steps_per_s``. ``--device cuda`` runs the same on a GPU.
+...}, "108": {...}} (batched over independent, wall time),
+``batched_speedup_one_member``, the raw ``atom_steps_per_s``, and the same
+per CPU second of this process (``*_cpu_time``, ``atom_steps_per_cpu_s``):
+on a machine shared with other jobs the wall figures swing with their load,
+the CPU-time ones (with ``--threads 1``) hardly. ``--device cuda`` runs the same on a GPU.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -73,24 +82,32 @@ def start(n_atoms: int, walker: int) -> Atoms:
     return atoms
 
 
-def run_method(
-    method: str, paths: list[Path], n_atoms: int, k: int, steps: int, args: Any
-) -> float:
-    """Atom·steps/s summed over ``k`` walkers of ``n_atoms`` atoms."""
+def committees(paths: list[Path], args: Any) -> dict[str, Any]:
+    """The calculators, loaded once (loading is not timed): one per propagating member
+    for the independent walkers (reused, one walker after another), one shared."""
     from alflow.committee import load_committee
+
+    options = {"device": args.device, "threads": args.threads, "dtype": args.dtype}
+    return {
+        "members": [load_committee(paths, propagator=m, **options) for m in range(len(paths))],
+        "shared": load_committee(paths, **options),
+    }
+
+
+def run_method(method: str, calcs: dict[str, Any], n_atoms: int, k: int, steps: int) -> float:
+    """Atom·steps summed over ``k`` walkers of ``n_atoms`` atoms, per wall and per CPU second."""
     from alflow.exploration import run_walker
     from alflow.exploration.batched import BatchWalker, run_walkers_batched
 
-    options = {"device": args.device, "threads": args.threads, "dtype": args.dtype}
-    members = len(paths)
-    begin = time.perf_counter()
+    members = len(calcs["members"])
+    starts = [start(n_atoms, w) for w in range(k)]
+    begin, begin_cpu = time.perf_counter(), time.process_time()
     if method == "independent":
         done = 0
         for w in range(k):
-            calc = load_committee(paths, propagator=w % members, **options)
             result = run_walker(
-                start(n_atoms, w),
-                calc,
+                starts[w],
+                calcs["members"][w % members],
                 temperature_K=TEMPERATURE_K,
                 steps=steps,
                 seed=w,
@@ -100,19 +117,33 @@ def run_method(
     else:
         walkers = [
             BatchWalker(
-                start(n_atoms, w),
+                starts[w],
                 TEMPERATURE_K,
                 seed=w,
                 propagator=0 if method == "batched_one_member" else w % members,
             )
             for w in range(k)
         ]
-        results = run_walkers_batched(
-            walkers, load_committee(paths, **options), steps=steps, **WALKER
-        )
+        results = run_walkers_batched(walkers, calcs["shared"], steps=steps, **WALKER)
         done = sum(r.steps_done for r in results)
-    wall_s = time.perf_counter() - begin
-    return n_atoms * done / wall_s
+    wall_s, cpu_s = time.perf_counter() - begin, time.process_time() - begin_cpu
+    return n_atoms * done / wall_s, n_atoms * done / cpu_s
+
+
+def in_thread(
+    method: str, calcs: dict[str, Any], n_atoms: int, k: int, steps: int
+) -> tuple[float, float]:
+    """:func:`run_method` in a worker thread: every method runs its model calls from a
+    non-main thread (the batched walkers must), so all see the same OpenMP set-up."""
+    out: list[tuple[float, float]] = []
+    worker = threading.Thread(
+        target=lambda: out.append(run_method(method, calcs, n_atoms, k, steps))
+    )
+    worker.start()
+    worker.join()
+    if not out:
+        raise RuntimeError(f"{method} failed at {n_atoms} atoms, K={k} (see the traceback above)")
+    return out[0]
 
 
 def measure(paths: list[Path], args: Any) -> dict[str, Any]:
@@ -121,22 +152,26 @@ def measure(paths: list[Path], args: Any) -> dict[str, Any]:
     if args.ks:
         ks = [int(k) for k in args.ks.split(",")]
     steps = {32: 20, 108: 10} if args.quick else {32: 60, 108: 30}
+    calcs = committees(paths, args)
     for method in METHODS:  # warm-up: first calls allocate and build caches
-        run_method(method, paths, 32, 2, 10, args)
+        in_thread(method, calcs, 32, 2, 10)
     rates: dict[str, dict[str, dict[str, float]]] = {}
+    cpu_rates: dict[str, dict[str, dict[str, float]]] = {}
     for n_atoms in (32, 108):
         for k in ks:
-            samples: dict[str, list[float]] = {m: [] for m in METHODS}
+            samples: dict[str, list[tuple[float, float]]] = {m: [] for m in METHODS}
             for r in range(args.repeats):
                 order = METHODS[r % len(METHODS) :] + METHODS[: r % len(METHODS)]
                 for method in order:
-                    samples[method].append(
-                        run_method(method, paths, n_atoms, k, steps[n_atoms], args)
-                    )
-            row = {m: round(statistics.median(v), 1) for m, v in samples.items()}
+                    samples[method].append(in_thread(method, calcs, n_atoms, k, steps[n_atoms]))
+            row = {m: round(statistics.median(x[0] for x in v), 1) for m, v in samples.items()}
+            cpu_row = {m: round(statistics.median(x[1] for x in v), 1) for m, v in samples.items()}
             rates.setdefault(str(n_atoms), {})[str(k)] = row
-            print(f"{n_atoms:4d} atoms K={k:3d}: {row} atom*steps/s", flush=True)
-    return {"rates": rates, "steps": steps, "ks": ks}
+            cpu_rates.setdefault(str(n_atoms), {})[str(k)] = cpu_row
+            print(
+                f"{n_atoms:4d} atoms K={k:3d}: wall {row}, CPU {cpu_row} atom*steps/s", flush=True
+            )
+    return {"rates": rates, "cpu_rates": cpu_rates, "steps": steps, "ks": ks}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -171,16 +206,19 @@ def main(argv: list[str] | None = None) -> dict:
     figures = measure(paths, args)
     rates = figures["rates"]
 
-    def ratio(method: str) -> dict[str, dict[str, float]]:
+    def ratio(table: dict, method: str) -> dict[str, dict[str, float]]:
         return {
             n: {k: round(row[method] / row["independent"], 3) for k, row in by_k.items()}
-            for n, by_k in rates.items()
+            for n, by_k in table.items()
         }
 
     summary = {
-        "batched_speedup": ratio("batched"),
-        "batched_speedup_one_member": ratio("batched_one_member"),
+        "batched_speedup": ratio(rates, "batched"),
+        "batched_speedup_one_member": ratio(rates, "batched_one_member"),
+        "batched_speedup_cpu_time": ratio(figures["cpu_rates"], "batched"),
+        "batched_speedup_one_member_cpu_time": ratio(figures["cpu_rates"], "batched_one_member"),
         "atom_steps_per_s": rates,
+        "atom_steps_per_cpu_s": figures["cpu_rates"],
         "baseline": "K independent ASE walkers run one after another in one process, "
         "each with its own one-structure committee calls",
         "members": len(paths),

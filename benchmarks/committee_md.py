@@ -27,10 +27,11 @@ Besides wall-clock rates, the same runs' CPU-time rates (``time.process_time``)
 give ``cpu_time_ratios_vs_single``: with one thread they equal the wall-clock
 ratios on an idle machine and are much less moved by other jobs' load.
 
-Calibration (``--calibration-rounds``, 2 by default; 0 skips it): each kind's
+Calibration (``--calibration-rounds``, 2 by default; 0 skips it;
+``--calibration-only`` runs nothing else): each kind's
 committee is trained on EMT-labeled rattled cells (round 0: 8 frames), then
 judged on newly labeled frames, EMT Langevin MD of the 32-atom cell at 600,
-900 and 1200 K (never trained on): Spearman correlation between the committee
+900 and 1200 K (4 frames each with ``--quick``, else 10; never trained on): Spearman correlation between the committee
 deviation and the true force error, per frame (max force deviation against
 the largest per-atom error of the committee mean) and per atom. Round r + 1
 adds 8 of round r's new frames to the training set and is judged on fresh
@@ -231,7 +232,7 @@ def score_committee(calc, frames: list[Atoms]) -> dict:
 
 
 def calibration(
-    root: Path, channels: int, epochs: int, rounds: int, threads: int
+    root: Path, channels: int, epochs: int, rounds: int, threads: int, new_per_T: int = 4
 ) -> dict[str, list[dict]]:
     """Calibration of the independent and the shared-body committee, per round (see above)."""
     from alflow.committee import load_committee, load_shared_body_committee
@@ -244,7 +245,7 @@ def calibration(
     temperatures_K = [600.0, 900.0, 1200.0]
     out: dict[str, list[dict]] = {"independent": [], "shared_body": []}
     for r in range(rounds):
-        new = emt_md_frames(temperatures_K, 4, seed=20 + r)
+        new = emt_md_frames(temperatures_K, new_per_T, seed=20 + r)
         here = root / f"calibration_round{r}"
         members = train_side_by_side(
             [(train, s) for s in range(4)], model=model, training=training, root=here
@@ -276,11 +277,23 @@ def main(argv: list[str] | None = None) -> dict:
         "--calibration-rounds", type=int, default=2, help="calibration rounds (0: skip)"
     )
     parser.add_argument(
+        "--calibration-only", action="store_true", help="only the calibration comparison"
+    )
+    parser.add_argument(
         "--reuse", action="store_true", help="reuse the models in --workdir (no training)"
     )
     args = parser.parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 5)
     epochs = 4 if args.quick else 8
+    new_per_T = 4 if args.quick else 10
+    if args.calibration_only:
+        root = args.workdir or Path(tempfile.mkdtemp(prefix="committee_md_"))
+        rows = calibration(
+            root, args.channels, epochs, max(args.calibration_rounds, 1), args.threads, new_per_T
+        )
+        summary = {"calibration": rows, "epochs": epochs, "new_frames_per_T": new_per_T}
+        print(json.dumps(summary))
+        return summary
     steps = {32: 60, 108: 30, 256: 20} if args.quick else {32: 200, 108: 100, 256: 50}
     steps = {n: max(args.interval, s // args.interval * args.interval) for n, s in steps.items()}
 
@@ -371,7 +384,7 @@ def main(argv: list[str] | None = None) -> dict:
             + f"  {row['shared_body'] / row['single_mace']:13.2f}"
         )
     calibration_rows = (
-        calibration(root, args.channels, epochs, args.calibration_rounds, args.threads)
+        calibration(root, args.channels, epochs, args.calibration_rounds, args.threads, new_per_T)
         if args.calibration_rounds > 0
         else {}
     )

@@ -17,7 +17,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-__all__ = ["fingerprint", "load_cached", "save_cached", "sha256_file"]
+__all__ = ["fingerprint", "load_cached", "save_cached", "sha256_file", "write_json_atomically"]
 
 log = logging.getLogger(__name__)
 
@@ -61,4 +61,15 @@ def save_cached(path: Path, key: str, value: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:
         pickle.dump({"fingerprint": key, "value": value}, handle)
+    os.replace(tmp, path)
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename.
+
+    A reader (or a rerun after ``kill -9``) sees the old file or the whole new
+    one, never half of it. Values JSON cannot hold are written as strings.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
     os.replace(tmp, path)

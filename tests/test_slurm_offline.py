@@ -3,7 +3,7 @@
 The module's set-up starts Slurm on localhost (:mod:`slurm_cluster`). A
 labeling workflow of a campaign (label Fireworks + collect, built by
 :func:`alflow.workflow.builder.labeling_workflow`) sits on a LaunchPad
-of the test server; :class:`~alflow.workflow.offline.OfflineDispatcher` submits label
+of the test server; :class:`~alflow.workflow.dispatch.OfflineDispatcher` submits label
 Fireworks as Slurm jobs that run ``rlaunch --offline singleshot``, and
 ingests their results into the store and the LaunchPad. The last test runs
 the runner itself (``run_campaign(..., dft_queue=...)``).
@@ -96,8 +96,8 @@ class Bench:
 
         from alflow.store import open_store
         from alflow.workflow.builder import CATEGORIES, labeling_workflow
+        from alflow.workflow.dispatch import OfflineDispatcher, QueueOptions
         from alflow.workflow.launchpad import open_launchpad
-        from alflow.workflow.offline import OfflineDispatcher, QueueOptions
 
         self.work = work
         self.config = campaign("slurm-faults")
@@ -200,7 +200,7 @@ def test_label_firework_runs_as_slurm_job_and_matches_in_process(bench: Bench) -
     assert "#SBATCH --ntasks=2" in script and "#SBATCH --time=00:05:00" in script
     assert "singleshot --offline" in script
     # a runner started again (after a kill) adopts the job still in the queue
-    from alflow.workflow.offline import OfflineDispatcher
+    from alflow.workflow.dispatch import OfflineDispatcher
 
     again = OfflineDispatcher(bench.launchpad, bench.store, bench.settings, bench.fworker)
     assert again.adopt_running(bench.config.name) == 1
@@ -313,7 +313,7 @@ def test_runner_sends_seed_labels_to_slurm(
     server_settings: Settings,
 ) -> None:
     from alflow.store import open_store
-    from alflow.workflow.offline import QueueOptions
+    from alflow.workflow.dispatch import QueueOptions
     from alflow.workflow.runner import run_campaign
 
     config = campaign("slurm-runner", a_A=4.04)

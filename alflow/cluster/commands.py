@@ -66,7 +66,7 @@ def _cmd_init_cluster(args: argparse.Namespace) -> int:
 def _cmd_run_offline(args: argparse.Namespace) -> int:
     from alflow.config import load_campaign
     from alflow.settings import load_settings
-    from alflow.workflow.offline import QueueOptions
+    from alflow.workflow.dispatch import QueueOptions
     from alflow.workflow.runner import run_campaign
 
     config = load_campaign(args.campaign)

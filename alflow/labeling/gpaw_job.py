@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import socket
 import sys
 import time
@@ -50,6 +49,8 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+
+from alflow.workcache import write_json_atomically
 
 __all__ = [
     "EXIT_ERROR",
@@ -200,12 +201,6 @@ class _NonFiniteEnergyError(ArithmeticError):
     """The SCF ended with a NaN or infinite energy."""
 
 
-def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def run(input_path: Path, result_path: Path) -> int:
     """Read the input, compute, write the result on rank 0; return the exit status.
 
@@ -268,7 +263,7 @@ def run(input_path: Path, result_path: Path) -> int:
         status = EXIT_ERROR
     result["wall_s"] = time.perf_counter() - start
     if rank == 0:
-        _write_json_atomically(Path(result_path), result)
+        write_json_atomically(Path(result_path), result)
     if status != EXIT_OK:
         logger.error("GPAW job %s: %s", result["status"], result["error"])
     return status

@@ -223,7 +223,7 @@ def run_campaign(
     progress
         Called after each Firework finishes.
     dft_queue
-        A :class:`~alflow.workflow.offline.QueueOptions`: label Fireworks
+        A :class:`~alflow.workflow.dispatch.QueueOptions`: label Fireworks
         that need a calculation go to Slurm/PBS as offline jobs and are
         ingested here (:mod:`alflow.workflow.offline`); None: dft workers.
     max_fireworks
@@ -269,7 +269,7 @@ def _offline_dispatcher(
     """The dispatcher that sends the campaign's label Fireworks to the batch queue."""
     from fireworks import FWorker
 
-    from alflow.workflow.offline import OfflineDispatcher
+    from alflow.workflow.dispatch import OfflineDispatcher
 
     fworker = FWorker(
         name=f"alflow-offline@{socket.gethostname()}",

@@ -56,7 +56,7 @@ from ase.data import chemical_symbols
 from alflow.committee.uncertainty import committee_statistics
 from alflow.errors import ExplorationError, TrainingError
 
-__all__ = ["CommitteeCalculator", "MemberOutput", "load_committee"]
+__all__ = ["CommitteeCalculator", "MemberOutput", "load_committee", "member_results"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,18 @@ def _torch_dtype(dtype: str) -> Any:
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return torch.float32 if dtype == "float32" else torch.float64
+
+
+def member_results(
+    member: int, energy_eV: float, forces_eV_A: np.ndarray, stress: np.ndarray | None
+) -> dict[str, Any]:
+    """ASE results of one (propagating) member; a non-finite energy or force is logged."""
+    if not (math.isfinite(energy_eV) and np.all(np.isfinite(forces_eV_A))):
+        logger.warning("member %d returned non-finite energy or forces", member)
+    results: dict[str, Any] = {"energy": energy_eV, "free_energy": energy_eV, "forces": forces_eV_A}
+    if stress is not None:
+        results["stress"] = stress
+    return results
 
 
 class CommitteeCalculator(Calculator):
@@ -372,12 +384,7 @@ class CommitteeCalculator(Calculator):
             self.committee_evaluations += 1
             return
         self._run_members([self.propagator], want_stress)
-        energy, forces, stress = self._member_outputs[self.propagator]
-        if not (math.isfinite(energy) and np.all(np.isfinite(forces))):
-            logger.warning("member %d returned non-finite energy or forces", self.propagator)
-        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
-        if stress is not None:
-            self.results["stress"] = stress
+        self.results = member_results(self.propagator, *self._member_outputs[self.propagator])
 
     def evaluate_committee(self, atoms: Atoms) -> dict[str, Any]:
         """Committee results at ``atoms``'s configuration, reusing what was computed there.

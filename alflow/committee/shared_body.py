@@ -27,7 +27,6 @@ mace and torch are imported when a committee is loaded, never at import time.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from alflow.committee.calculator import CommitteeCalculator, load_committee
+from alflow.committee.calculator import CommitteeCalculator, load_committee, member_results
 from alflow.committee.uncertainty import committee_statistics
 from alflow.errors import TrainingError
 
@@ -310,13 +309,10 @@ class SharedBodyCalculator(CommitteeCalculator):
             return
         # the graph is kept: evaluate_committee differentiates the others through it
         self._member_gradients([self.propagator], keep_graph=self.n_members > 1)
-        energy = self._energies_eV[self.propagator]
         forces, stress = self._member_forces[self.propagator]
-        if not (math.isfinite(energy) and np.all(np.isfinite(forces))):
-            logger.warning("member %d returned non-finite energy or forces", self.propagator)
-        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
-        if stress is not None:
-            self.results["stress"] = stress
+        self.results = member_results(
+            self.propagator, self._energies_eV[self.propagator], forces, stress
+        )
 
     def evaluate_committee(self, atoms: Atoms) -> dict[str, Any]:
         """Committee results at ``atoms``, from the graph the last calculation kept.

@@ -28,16 +28,15 @@ every other walker waits for it (torch releases the GIL inside the models).
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
+from alflow.committee.calculator import member_results
 from alflow.errors import ExplorationError
 from alflow.exploration.walker import WalkerResult, run_walker
 
@@ -274,12 +273,7 @@ class BatchedWalkerCalculator(Calculator):
         if self.propagator is None:
             self.results = self.evaluator.committee.committee_results(self._outputs)
             return
-        energy, forces, stress = self._outputs[self.propagator]
-        if not (math.isfinite(energy) and np.all(np.isfinite(forces))):
-            logger.warning("member %d returned non-finite energy or forces", self.propagator)
-        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
-        if stress is not None:
-            self.results["stress"] = stress
+        self.results = member_results(self.propagator, *self._outputs[self.propagator])
 
     def evaluate_committee(self, atoms: Atoms) -> dict[str, Any]:
         """Committee results at ``atoms``, the missing members run in the next batched round.

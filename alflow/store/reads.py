@@ -189,15 +189,8 @@ class StoreReads:
     ) -> dict[str, int]:
         """Walker frames of an iteration per status (every status in ``statuses``, 0 if none)."""
         return {
-            status: int(
-                self.structures.count_documents(
-                    {
-                        "campaign": campaign,
-                        "iteration": iteration,
-                        "status": status,
-                        "origin.kind": "walker",
-                    }
-                )
+            status: self.count_structures(
+                campaign, status=status, iteration=iteration, where={"origin.kind": "walker"}
             )
             for status in statuses
         }
@@ -206,22 +199,13 @@ class StoreReads:
         self, campaign: str, iteration: int
     ) -> Iterator[dict[str, Any]]:
         """Frames of an iteration labeled this iteration that carry the committee's prediction."""
-        yield from self.structures.find(
-            {
-                "campaign": campaign,
-                "iteration": iteration,
-                "status": "labeled",
-                "committee": {"$exists": True},
-            }
-        ).sort("_id", 1)
+        return self.structures_of(
+            campaign, status="labeled", iteration=iteration, has=("committee",)
+        )
 
     def count_audit(self, campaign: str, iteration: int) -> int:
         """Audit frames (accurate frames labeled to check the window) of an iteration."""
-        return int(
-            self.structures.count_documents(
-                {"campaign": campaign, "iteration": iteration, "audit": True}
-            )
-        )
+        return self.count_structures(campaign, iteration=iteration, where={"audit": True})
 
     def walker_uncertainties(self, campaign: str) -> Iterator[tuple[int, float]]:
         """(iteration, max force deviation in eV/Å) of every frame that has one."""

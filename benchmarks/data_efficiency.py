@@ -423,7 +423,7 @@ def select(
 ) -> tuple[list[int], dict[str, Any]]:
     """Pool indices to label next (exactly ``batch``) and what the method saw."""
     from alflow.calibration import calibrated_thresholds
-    from alflow.selection import select_candidates
+    from alflow.selection import FpsVariant, select_candidates
 
     if method == "random":
         return [int(i) for i in rng.choice(remaining, batch, replace=False)], {}
@@ -456,12 +456,14 @@ def select(
         descriptors=descriptors[remaining],
         audit_per_iteration=config.audit_per_iteration,
         seed=config.seed + round_index,
-        fps_weighting=settings["weighting"],
-        fps_top_factor=settings["top_factor"],
-        atom_descriptors=[atom_features[i] for i in remaining] if per_atom else None,
-        known_atom_descriptors=np.concatenate([atom_features[i] for i in labeled])
-        if per_atom
-        else None,
+        fps=FpsVariant(
+            weighting=settings["weighting"],
+            top_factor=settings["top_factor"],
+            atom_descriptors=[atom_features[i] for i in remaining] if per_atom else None,
+            known_atom_descriptors=np.concatenate([atom_features[i] for i in labeled])
+            if per_atom
+            else None,
+        ),
     )
     picked = [int(remaining[i]) for i in result.selected]
     if len(picked) < batch:  # top up with the most uncertain frames not yet picked

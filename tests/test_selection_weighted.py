@@ -7,7 +7,7 @@ import pytest
 from ase.build import bulk
 
 from alflow.config import SelectionConfig
-from alflow.selection import farthest_point_sampling, select_candidates
+from alflow.selection import FpsVariant, farthest_point_sampling, select_candidates
 from alflow.structures import structure_key
 
 
@@ -57,16 +57,16 @@ def test_select_candidates_weighting_and_top_factor():
             budget=2,
             sanity_check=lambda _a: None,
             descriptors=descriptors,
-            **kwargs,
+            fps=FpsVariant(**kwargs),
         ).selected
 
     assert pick() == [0, 3]  # plain FPS from the most uncertain: the far, barely uncertain one
-    assert pick(fps_weighting="score") == [0, 2]  # 2 x 0.30 > 10 x 0.06
+    assert pick(weighting="score") == [0, 2]  # 2 x 0.30 > 10 x 0.06
     # FPS among the top ceil(1.5 x 2) = 3 by score: frames 0, 1, 2
-    assert pick(fps_top_factor=1.5) == [0, 2]
-    assert pick(fps_top_factor=1.0) == [0, 1]  # = the two most uncertain (stable order)
+    assert pick(top_factor=1.5) == [0, 2]
+    assert pick(top_factor=1.0) == [0, 1]  # = the two most uncertain (stable order)
     with pytest.raises(ValueError):
-        pick(fps_weighting="bogus")
+        pick(weighting="bogus")
 
 
 def test_atom_fps_measures_a_structure_by_its_most_novel_atom():
@@ -97,8 +97,7 @@ def test_select_candidates_with_atom_descriptors():
         keys,
         selection=SelectionConfig(trust_lo_eV_A=0.05, trust_hi_eV_A=0.5),
         budget=2,
-        atom_descriptors=atoms,
-        known_atom_descriptors=np.zeros((1, 1)),
+        fps=FpsVariant(atom_descriptors=atoms, known_atom_descriptors=np.zeros((1, 1))),
     )
     assert result.selected == [0, 1]  # the most uncertain, then the most novel atom
     with pytest.raises(ValueError, match="weighted"):
@@ -108,6 +107,5 @@ def test_select_candidates_with_atom_descriptors():
             keys,
             selection=SelectionConfig(),
             budget=2,
-            atom_descriptors=atoms,
-            fps_weighting="score",
+            fps=FpsVariant(atom_descriptors=atoms, weighting="score"),
         )

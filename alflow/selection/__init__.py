@@ -3,7 +3,8 @@
 - :mod:`alflow.selection.window`: the trust window (classify, score, re-score);
 - :mod:`alflow.selection.diversity`: descriptors and farthest point sampling;
 - :mod:`alflow.selection.candidates`: :func:`select_candidates`, one
-  iteration's choice within its budget.
+  iteration's choice within its budget (:func:`iteration_budget`), and
+  :func:`new_and_sane`, the de-duplication and sanity screen of every strategy.
 
 The selection of one iteration runs, in order:
 
@@ -34,7 +35,15 @@ or FireWorks.
 
 from __future__ import annotations
 
-from alflow.selection.candidates import Selection, deduplicate, select_candidates
+from alflow.selection.candidates import (
+    FpsVariant,
+    Screening,
+    Selection,
+    deduplicate,
+    iteration_budget,
+    new_and_sane,
+    select_candidates,
+)
 from alflow.selection.diversity import (
     descriptor_species,
     farthest_point_sampling,
@@ -56,14 +65,18 @@ __all__ = [
     "ACCURATE",
     "CANDIDATE",
     "FAILED",
+    "FpsVariant",
     "Rescore",
+    "Screening",
     "Selection",
     "classify",
     "deduplicate",
     "descriptor_species",
     "farthest_point_sampling",
     "farthest_point_sampling_atoms",
+    "iteration_budget",
     "mace_structure_descriptors",
+    "new_and_sane",
     "rescore_pending",
     "score_frames",
     "select_candidates",

@@ -55,11 +55,13 @@ class StepContext:
         """Hash of the campaign's labeling parameters (the key of its labels)."""
         return self.labeler().parameters_hash()
 
-    def label_budget(self) -> int:
-        """DFT labels this iteration may spend: its cap, within what is left of the campaign's."""
-        spent = self.store.count_labels(self.campaign)
-        left = self.config.loop.max_dft_labels - spent
-        return max(0, min(self.config.selection.max_per_iteration, left))
+    def labels_left(self) -> int:
+        """DFT labels the campaign may still spend: ``loop.max_dft_labels`` less those spent.
+
+        May be negative; an iteration's budget within it
+        (:func:`alflow.selection.iteration_budget`) is the one place it is clamped.
+        """
+        return self.config.loop.max_dft_labels - self.store.count_labels(self.campaign)
 
     def contact_limits(self, iteration: int | str) -> ContactLimits:
         """How close atoms may come (walkers, frames sent to DFT): from the iteration's data."""

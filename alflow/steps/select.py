@@ -32,7 +32,9 @@ from ase import Atoms
 from alflow.calibration import Thresholds, calibrated_thresholds, frame_force_error_eV_A
 from alflow.labeling import sanity_reason
 from alflow.selection import (
+    Selection,
     descriptor_species,
+    iteration_budget,
     mace_structure_descriptors,
     rescore_pending,
     score_frames,
@@ -41,6 +43,7 @@ from alflow.selection import (
 )
 from alflow.steps.context import StepContext
 from alflow.steps.holdout import record_holdout_errors
+from alflow.steps.select_random import select_random
 from alflow.structures import atoms_from_doc
 
 __all__ = ["AUDIT_REASON", "calibration_data", "select_for_labeling"]
@@ -170,6 +173,90 @@ def _set(ctx: StepContext, keys: Iterable[str], status: str, **kwargs: Any) -> N
         ctx.store.set_status(ctx.campaign, keys, status, **kwargs)
 
 
+def _iteration_committee(
+    ctx: StepContext, iteration: int, committee: Any | None, has_frames: bool
+) -> Any | None:
+    """The given committee, else the iteration's when descriptors, re-scoring or holdout need it."""
+    if committee is not None:
+        return committee
+    selection_config, store = ctx.config.selection, ctx.store
+    pending_exist = selection_config.rescore_pending and store.count_structures(
+        ctx.campaign, status="selected", before_iteration=iteration
+    )
+    has_holdout = store.count_structures(ctx.campaign, status="holdout")
+    if (has_frames and selection_config.descriptor != "rdf") or pending_exist or has_holdout:
+        return ctx.iteration_committee(iteration)
+    return None
+
+
+def _select_frames(
+    ctx: StepContext,
+    iteration: int,
+    docs: list[dict[str, Any]],
+    committee: Any | None,
+    thresholds: Thresholds,
+    labels_left: int,
+) -> tuple[Selection, list[str], str]:
+    """Run :func:`select_candidates` on the explored frames; also their keys and the descriptor kind."""
+    store, selection_config = ctx.store, ctx.config.selection
+    atoms = [atoms_from_doc(d["atoms"]) for d in docs]
+    keys = [d["key"] for d in docs]
+    deviation = np.array([d["uncertainty"]["max_force_dev_eV_A"] for d in docs], dtype=float)
+    mean_forces = (
+        [np.asarray(d["committee"]["forces_eV_A"]) for d in docs]
+        if selection_config.deviation == "relative"
+        else None
+    )
+    known = {
+        d["key"]
+        for d in store.structures_of(
+            ctx.campaign,
+            status=("seed", "holdout", "selected", "labeled", "failed"),
+            fields=("key",),
+        )
+    }
+    descriptors, known_descriptors, kind = (None, None, "none")
+    if selection_config.diversity == "fps":
+        labeled_atoms = [
+            atoms_from_doc(d["atoms"])
+            for d in store.structures_of(
+                ctx.campaign, status=("seed", "labeled"), fields=("atoms",)
+            )
+        ]
+        descriptors, known_descriptors, kind = _descriptors(
+            committee, selection_config.descriptor, atoms, labeled_atoms
+        )
+    selection = select_candidates(
+        atoms,
+        score_frames(deviation, mean_forces, selection_config),
+        keys,
+        selection=selection_config,
+        budget=labels_left,
+        known_keys=known,
+        known_descriptors=known_descriptors,
+        sanity_check=partial(
+            sanity_reason, sanity=selection_config.sanity, limits=ctx.contact_limits(iteration)
+        ),
+        window=(thresholds.lo, thresholds.hi),
+        descriptors=descriptors,
+        audit_per_iteration=selection_config.audit_per_iteration,
+        seed=selection_config.seed + iteration,
+    )
+    return selection, keys, kind
+
+
+def _write_statuses(ctx: StepContext, keys: list[str], selection: Selection) -> None:
+    """Status of every explored frame: by class, rejected with its reason, selected or audit."""
+    classes = np.asarray(selection.classes)
+    for category, status in _CATEGORY_STATUS.items():
+        _set(ctx, [keys[i] for i in np.flatnonzero(classes == category)], status)
+    for index, reason in selection.rejected.items():
+        _set(ctx, [keys[index]], "rejected", reason=reason)
+    audit = set(selection.audit)
+    _set(ctx, [keys[i] for i in selection.selected if i not in audit], "selected")
+    _set(ctx, [keys[i] for i in selection.audit], "selected", reason=AUDIT_REASON, audit=True)
+
+
 def select_for_labeling(
     ctx: StepContext, iteration: int, *, committee: Any | None = None
 ) -> dict[str, Any]:
@@ -200,13 +287,10 @@ def select_for_labeling(
         "counts": {...}, "budget": int, "thresholds": {...}}``. Every key in
         ``selected`` (audit frames included) needs a DFT label.
     """
-    store, config = ctx.store, ctx.config
-    selection_config = config.selection
+    store, selection_config = ctx.store, ctx.config.selection
     if selection_config.strategy == "random":  # the baseline: its own small function
-        from alflow.steps.select_random import select_random
-
         return select_random(ctx, iteration)
-    budget = ctx.label_budget()
+    labels_left = ctx.labels_left()
     docs = list(
         store.structures_of(
             ctx.campaign,
@@ -215,17 +299,8 @@ def select_for_labeling(
             fields=("key", "atoms", "uncertainty", "committee"),
         )
     )
-    pending_exist = selection_config.rescore_pending and store.count_structures(
-        ctx.campaign, status="selected", before_iteration=iteration
-    )
-    has_holdout = store.count_structures(ctx.campaign, status="holdout")
-    wants_committee = (
-        bool(docs and selection_config.descriptor != "rdf") or bool(pending_exist) or has_holdout
-    )
-    if committee is None and wants_committee:
-        committee = ctx.iteration_committee(iteration)
+    committee = _iteration_committee(ctx, iteration, committee, has_frames=bool(docs))
     record_holdout_errors(ctx, iteration, committee)
-
     scores_seen, errors_seen, _ = calibration_data(ctx, iteration)
     thresholds = calibrated_thresholds(scores_seen, errors_seen, selection_config)
     pending = _drop_pending(ctx, iteration, committee, thresholds)
@@ -234,96 +309,46 @@ def select_for_labeling(
         "thresholds": thresholds.as_doc(),
         "pending": {k: v for k, v in pending.items() if k != "keys"},
     }
+    chosen: list[str] = []
+    audit_keys: list[str] = []
     if not docs:
         log.info("iteration %d: no frames to select from", iteration)
-        counts = {"explored": 0, "selected": 0, "audit": 0, "budget": budget}
-        store.put_iteration(ctx.campaign, iteration, {"selection": {**counts, **record}})
-        return {
-            "selected": [],
-            "audit": [],
-            "dropped_pending": pending["keys"],
-            "counts": counts,
-            "budget": budget,
-            "thresholds": thresholds.as_doc(),
+        counts = {
+            "explored": 0,
+            "selected": 0,
+            "audit": 0,
+            "budget": iteration_budget(selection_config, labels_left),
         }
-
-    atoms = [atoms_from_doc(d["atoms"]) for d in docs]
-    keys = [d["key"] for d in docs]
-    deviation = np.array([d["uncertainty"]["max_force_dev_eV_A"] for d in docs], dtype=float)
-    mean_forces = (
-        [np.asarray(d["committee"]["forces_eV_A"]) for d in docs]
-        if selection_config.deviation == "relative"
-        else None
-    )
-    scores = score_frames(deviation, mean_forces, selection_config)
-    known = {
-        d["key"]
-        for d in store.structures_of(
-            ctx.campaign,
-            status=("seed", "holdout", "selected", "labeled", "failed"),
-            fields=("key",),
+    else:
+        selection, keys, kind = _select_frames(
+            ctx, iteration, docs, committee, thresholds, labels_left
         )
-    }
-    labeled_atoms = [
-        atoms_from_doc(d["atoms"])
-        for d in store.structures_of(ctx.campaign, status=("seed", "labeled"), fields=("atoms",))
-    ]
-    descriptors, known_descriptors, kind = (None, None, "none")
-    if selection_config.diversity == "fps":
-        descriptors, known_descriptors, kind = _descriptors(
-            committee, selection_config.descriptor, atoms, labeled_atoms
+        _write_statuses(ctx, keys, selection)
+        chosen = [keys[i] for i in selection.selected]
+        audit_keys = [keys[i] for i in selection.audit]
+        counts = {"explored": len(docs), **selection.counts, "budget": selection.budget}
+        record["descriptor"] = kind
+        log.info(
+            "iteration %d: %d frames, window [%.4g, %.4g) %s, %s accurate, %s candidates, "
+            "%d selected (%d audit, budget %d, %s descriptors)",
+            iteration,
+            len(docs),
+            thresholds.lo,
+            thresholds.hi,
+            thresholds.source,
+            selection.counts.get("accurate", 0),
+            selection.counts.get("candidate", 0),
+            len(chosen),
+            len(audit_keys),
+            selection.budget,
+            kind,
         )
-    selection = select_candidates(
-        atoms,
-        scores,
-        keys,
-        selection=selection_config,
-        budget=budget,
-        known_keys=known,
-        known_descriptors=known_descriptors,
-        sanity_check=partial(
-            sanity_reason, sanity=selection_config.sanity, limits=ctx.contact_limits(iteration)
-        ),
-        window=(thresholds.lo, thresholds.hi),
-        descriptors=descriptors,
-        audit_per_iteration=selection_config.audit_per_iteration,
-        seed=selection_config.seed + iteration,
-    )
-
-    classes = np.asarray(selection.classes)
-    for category, status in _CATEGORY_STATUS.items():
-        _set(ctx, [keys[i] for i in np.flatnonzero(classes == category)], status)
-    for index, reason in selection.rejected.items():
-        _set(ctx, [keys[index]], "rejected", reason=reason)
-    audit = set(selection.audit)
-    chosen = [keys[i] for i in selection.selected]
-    _set(ctx, [keys[i] for i in selection.selected if i not in audit], "selected")
-    audit_keys = [keys[i] for i in selection.audit]
-    _set(ctx, audit_keys, "selected", reason=AUDIT_REASON, audit=True)
-    counts = {"explored": len(docs), **selection.counts, "budget": budget}
-    store.put_iteration(
-        ctx.campaign, iteration, {"selection": {**counts, **record, "descriptor": kind}}
-    )
-    log.info(
-        "iteration %d: %d frames, window [%.4g, %.4g) %s, %s accurate, %s candidates, "
-        "%d selected (%d audit, budget %d, %s descriptors)",
-        iteration,
-        len(docs),
-        thresholds.lo,
-        thresholds.hi,
-        thresholds.source,
-        selection.counts.get("accurate", 0),
-        selection.counts.get("candidate", 0),
-        len(chosen),
-        len(audit_keys),
-        budget,
-        kind,
-    )
+    store.put_iteration(ctx.campaign, iteration, {"selection": {**counts, **record}})
     return {
         "selected": chosen,
         "audit": audit_keys,
         "dropped_pending": pending["keys"],
         "counts": counts,
-        "budget": budget,
+        "budget": counts["budget"],
         "thresholds": thresholds.as_doc(),
     }

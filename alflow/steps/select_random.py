@@ -1,10 +1,11 @@
 """The random baseline of selection (``selection.strategy: random``).
 
-The same per-iteration budget as the committee strategy (the smaller of
+The same per-iteration budget as the committee strategy
+(:func:`alflow.selection.iteration_budget`: the smaller of
 ``selection.max_per_iteration`` and what is left of ``loop.max_dft_labels``),
-drawn uniformly at random from the iteration's explored frames that pass
-the same physical sanity checks
-(:func:`alflow.labeling.sanity_reason` with the contact limits of the
+drawn uniformly at random from the iteration's explored frames that are new
+and pass the same physical sanity checks (:func:`alflow.selection.new_and_sane`
+with :func:`alflow.labeling.sanity_reason` and the contact limits of the
 iteration's training data). No trust window, no audit frames, no diversity,
 no re-scoring of queued frames: this is the loop of
 ``benchmarks/campaign_efficiency.py`` that alflow's selection is measured
@@ -21,11 +22,13 @@ from __future__ import annotations
 
 import logging
 import zlib
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from alflow.labeling import sanity_reason
+from alflow.selection import iteration_budget, new_and_sane
 from alflow.steps.context import StepContext
 from alflow.steps.holdout import record_holdout_errors
 from alflow.structures import atoms_from_doc
@@ -62,23 +65,25 @@ def random_seed(selection_seed: int, campaign: str, iteration: int) -> np.random
 def _sane(
     ctx: StepContext, iteration: int, docs: list[dict[str, Any]]
 ) -> tuple[list[int], dict[int, str]]:
-    """Indices of the frames that pass the sanity checks; the reasons of the others.
+    """Indices of the frames that are new and pass the sanity checks; the reasons of the others.
 
-    The checks and the contact limits are the committee strategy's
-    (:func:`alflow.labeling.sanity_reason`, the iteration's training data).
-    Explored frames are new to the campaign by construction (a structure key
-    is stored once per campaign), so there is nothing to de-duplicate.
+    The screen is the committee strategy's (:func:`alflow.selection.new_and_sane`
+    with :func:`alflow.labeling.sanity_reason` and the contact limits of the
+    iteration's training data). Explored frames are new to the campaign by
+    construction (a structure key is stored once per campaign), so its
+    de-duplication finds nothing unless that changes.
     """
-    limits = ctx.contact_limits(iteration)
-    sane: list[int] = []
-    rejected: dict[int, str] = {}
-    for index, doc in enumerate(docs):
-        reason = sanity_reason(atoms_from_doc(doc["atoms"]), ctx.config.selection.sanity, limits)
-        if reason:
-            rejected[index] = f"sanity: {reason}"
-        else:
-            sane.append(index)
-    return sane, rejected
+    check = partial(
+        sanity_reason, sanity=ctx.config.selection.sanity, limits=ctx.contact_limits(iteration)
+    )
+    screened = new_and_sane(
+        np.arange(len(docs)),
+        [atoms_from_doc(d["atoms"]) for d in docs],
+        [d["key"] for d in docs],
+        (),
+        check,
+    )
+    return screened.sane, screened.rejected
 
 
 def select_random(ctx: StepContext, iteration: int) -> dict[str, Any]:
@@ -99,7 +104,7 @@ def select_random(ctx: StepContext, iteration: int) -> dict[str, Any]:
         "budget": int, "thresholds": None, "strategy": "random"}``.
     """
     store, config = ctx.store, ctx.config
-    budget = ctx.label_budget()
+    budget = iteration_budget(config.selection, ctx.labels_left())
     if store.count_structures(ctx.campaign, status="holdout"):
         record_holdout_errors(ctx, iteration, ctx.iteration_committee(iteration))
     docs = list(

@@ -23,9 +23,9 @@ from gpaw_faults import fault_settings, set_fault
 from alflow.config import GPAWOracle, config_hash
 from alflow.errors import LabelingError
 from alflow.labeling.gpaw_job import gpaw_calculator_kwargs, resolve_kpts
-from alflow.labeling.gpaw_labeler import (
+from alflow.labeling.gpaw_labeler import GPAWLabeler
+from alflow.labeling.gpaw_retry import (
     GENTLE_MIXER,
-    GPAWLabeler,
     effective_parameters_hash,
     escalated_parameters,
     physics_changed,

@@ -5,7 +5,7 @@
 - :mod:`alflow.labeling.factory`: :func:`make_labeler`, the labeler of an oracle.
 - :mod:`alflow.labeling.emt`: ASE's EMT in-process (a cheap stand-in oracle).
 - :mod:`alflow.labeling.gpaw_labeler`: GPAW, one (MPI) process per calculation,
-  running :mod:`alflow.labeling.gpaw_job`.
+  running :mod:`alflow.labeling.gpaw_job`; its retries: :mod:`alflow.labeling.gpaw_retry`.
 - :mod:`alflow.labeling.sanity`: :func:`sanity_reason`, checks run before labeling.
 
 Nothing here imports GPAW; the job process does.

@@ -58,3 +58,21 @@ def test_labeling_additions_fan_in_to_collect() -> None:
     assert all(wf.links[fw.fw_id] == [collect.fw_id] for fw in steps["label"])
     empty = by_step(labeling_workflow(CONFIG, 1, []))
     assert list(empty) == ["collect"]
+
+
+def test_tasks_keep_the_names_stored_workflows_hold() -> None:
+    """Every task is stored as ``{{alflow.workflow.tasks.<Name>}}`` and loads back from it."""
+    from fireworks.utilities.fw_serializers import load_object
+
+    from alflow.workflow import tasks
+
+    names = [n for n in tasks.__all__ if n.endswith("Task")]
+    assert len(names) == 8
+    for name in names:
+        stored = f"{{{{alflow.workflow.tasks.{name}}}}}"
+        assert getattr(tasks, name)._fw_name == stored
+        assert type(load_object({"_fw_name": stored})) is getattr(tasks, name)
+    wf = iteration_workflow(CONFIG, 0, seed_keys=["a"])
+    for fw in wf.fws:
+        for task in fw.to_dict()["spec"]["_tasks"]:
+            assert task["_fw_name"].startswith("{{alflow.workflow.tasks.")

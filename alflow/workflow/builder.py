@@ -17,23 +17,54 @@ the final fit when it ends (converged or stopped)::
 
     "<campaign> final fit": train member 0..M-1 on every label (train)
         └─► finalize (service) ─► validate (dft; when final.validate_after)
+
+The two Firetasks that add Fireworks, :class:`SelectTask` and
+:class:`CollectTask` (with :func:`add_iteration`), are defined here: they
+build these Workflows, and these Workflows hold them. The step tasks are in
+:mod:`alflow.workflow.step_tasks`; FireWorks stores all of them under
+:mod:`alflow.workflow.tasks`.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from fireworks import FiretaskBase, Firework, FWAction, Workflow
+
 from alflow.config import CampaignConfig
+from alflow.steps.collect import collect_iteration
+from alflow.steps.select import select_for_labeling
+from alflow.store import Connection
 from alflow.store.store import FINAL
+from alflow.workflow.launchpad import iteration_exists, shared_launchpad
+from alflow.workflow.step_tasks import (
+    ExploreTask,
+    FinalizeTask,
+    LabelTask,
+    ReferenceTask,
+    TrainTask,
+    ValidateTask,
+    firetask,
+    step_context,
+    worker_settings,
+    worker_store,
+)
 
 __all__ = [
     "CATEGORIES",
+    "CollectTask",
+    "SelectTask",
+    "add_iteration",
+    "crashed_labels",
     "final_workflow",
     "iteration_workflow",
     "labeling_workflow",
     "walker_jobs",
     "workflow_name",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Firework categories: workers name the ones they run.
 CATEGORIES = ("train", "md", "service", "dft")
@@ -106,10 +137,6 @@ def _shared_body_children(config: CampaignConfig, trains: list[Any]) -> list[Any
 
 def labeling_workflow(config: CampaignConfig, iteration: int, keys: list[str]) -> Any:
     """The label Fireworks of the selected structures and the collect Firework after them."""
-    from fireworks import Firework, Workflow
-
-    from alflow.workflow.tasks import CollectTask, LabelTask
-
     labels = [
         Firework(
             [LabelTask()],
@@ -144,10 +171,6 @@ def iteration_workflow(
         Iteration 0: structures to label before the first committee is trained
         (the seed frames and the held-out test set).
     """
-    from fireworks import Firework, Workflow
-
-    from alflow.workflow.tasks import ExploreTask, LabelTask, ReferenceTask, SelectTask, TrainTask
-
     name = config.name
     seeds = [
         Firework(
@@ -201,10 +224,6 @@ def iteration_workflow(
 
 def final_workflow(config: CampaignConfig) -> Any:
     """The final fit: the deploy committee on every label, its record, its validation."""
-    from fireworks import Firework, Workflow
-
-    from alflow.workflow.tasks import FinalizeTask, TrainTask, ValidateTask
-
     name = config.name
     trains = [
         Firework(
@@ -232,3 +251,87 @@ def final_workflow(config: CampaignConfig) -> Any:
         links[finalize] = [validate]
     metadata = {"campaign": name, "iteration": FINAL}
     return Workflow(fireworks, links, name=workflow_name(name, FINAL), metadata=metadata)
+
+
+# --------------------------------------------------------------------------- tasks that add Fireworks
+# SelectTask and CollectTask build Workflows of the tasks above (and of
+# themselves), so they live here with those Workflows: nothing imports back.
+
+
+@firetask
+class SelectTask(FiretaskBase):
+    """Select frames for DFT and add their label Fireworks and collect."""
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        ctx = step_context(fw_spec)
+        iteration = fw_spec["iteration"]
+        result = select_for_labeling(ctx, iteration)
+        additions = labeling_workflow(ctx.config, iteration, result["selected"])
+        return FWAction(stored_data=result, additions=[additions])
+
+
+def crashed_labels(fw_spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """(structure key, error) of the label Fireworks that fizzled (``_fizzled_parents``).
+
+    The error is the last line of what FireWorks stored for the launch.
+    """
+    crashed = []
+    for parent in fw_spec.get("_fizzled_parents", []):
+        key = parent.get("spec", {}).get("structure_key")
+        if key:
+            crashed.append((str(key), _launch_error(parent)))
+    return crashed
+
+
+def _launch_error(parent: dict[str, Any]) -> str:
+    """The error text FireWorks stored for a fizzled parent, if any."""
+    for launch in reversed(parent.get("launches", [])):
+        stored = (launch.get("action") or {}).get("stored_data") or {}
+        if stored.get("_exception"):
+            details = stored["_exception"].get("_details") or stored["_exception"].get(
+                "_stacktrace", ""
+            )
+            return str(details).strip().splitlines()[-1] if details else "unknown error"
+    return "unknown error (no launch record)"
+
+
+@firetask
+class CollectTask(FiretaskBase):
+    """Close the iteration; add the next iteration's Workflow, or the final fit at the end."""
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        ctx = step_context(fw_spec)
+        iteration = fw_spec["iteration"]
+        decision = collect_iteration(ctx, iteration, crashed_labels(fw_spec))
+        settings = worker_settings(fw_spec)
+        connection, _ = worker_store(settings)
+        added = False
+        if decision.go_on:
+            added = add_iteration(ctx.config, iteration + 1, connection, settings.launchpad_name)
+        elif decision.status in ("converged", "stopped"):
+            added = add_iteration(ctx.config, FINAL, connection, settings.launchpad_name)
+        return FWAction(
+            stored_data={"status": decision.status, "reason": decision.reason, "next_added": added}
+        )
+
+
+def add_iteration(
+    config: CampaignConfig, iteration: int | str, connection: Connection, launchpad_name: str
+) -> bool:
+    """Add the Workflow of ``iteration`` (or the final fit) unless it exists (collect calls this).
+
+    Returns
+    -------
+    bool
+        True if added now.
+    """
+    launchpad = shared_launchpad(connection, launchpad_name)
+    if iteration_exists(launchpad, config.name, iteration):
+        log.info("%s exists already", workflow_name(config.name, iteration))
+        return False
+    workflow = (
+        final_workflow(config) if iteration == FINAL else iteration_workflow(config, iteration)
+    )
+    launchpad.add_wf(workflow)
+    log.info("%s added", workflow_name(config.name, iteration))
+    return True

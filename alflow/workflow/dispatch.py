@@ -22,9 +22,13 @@ from typing import Any, Literal
 
 from fireworks import FWAction
 
+from alflow.cluster.scheduler import job_state
+from alflow.config import CampaignConfig
 from alflow.errors import AlflowError
+from alflow.labeling import make_labeler, sanity_reason
 from alflow.settings import Settings
 from alflow.steps.label import done_status_for, failure_document, record_label_outcome
+from alflow.structures import atoms_from_doc
 from alflow.templates import queue_template
 from alflow.workcache import write_json_atomically
 from alflow.workflow.offline import (
@@ -162,10 +166,6 @@ class OfflineDispatcher:
             return False
         if "structure_key" not in spec:
             return False
-        from alflow.config import CampaignConfig
-        from alflow.labeling import make_labeler, sanity_reason
-        from alflow.structures import atoms_from_doc
-
         config = CampaignConfig.model_validate(spec["config"])
         key = spec["structure_key"]
         labeler = make_labeler(config.labeling.oracle, self.settings)
@@ -330,8 +330,6 @@ class OfflineDispatcher:
             ``what`` is the Firework's state after ingestion (COMPLETED,
             FIZZLED) or ``RERUN`` for a lost job sent back to READY.
         """
-        from alflow.cluster.scheduler import job_state
-
         finished: list[tuple[int, str]] = []
         for job in list(self.jobs.values()):
             if _has_action(job.directory):
@@ -366,9 +364,6 @@ class OfflineDispatcher:
         return str(state)
 
     def _failure_outcome(self, spec: dict[str, Any], job: OfflineJob, error: str) -> dict:
-        from alflow.config import CampaignConfig
-        from alflow.labeling import make_labeler
-
         config = CampaignConfig.model_validate(spec["config"])
         attempts = _read_json(job.directory / "attempts.json")
         failure = failure_document(

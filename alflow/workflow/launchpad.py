@@ -10,9 +10,12 @@ import yaml
 
 from alflow.store import Connection
 
-__all__ = ["launchpad_file", "open_launchpad"]
+__all__ = ["iteration_exists", "launchpad_file", "open_launchpad", "shared_launchpad"]
 
 log = logging.getLogger(__name__)
+
+#: LaunchPads opened by this process (a worker's collect adds iterations to one).
+_launchpads: dict[tuple[str, str], Any] = {}
 
 
 def open_launchpad(
@@ -51,3 +54,17 @@ def launchpad_file(uri: str, name: str, path: str | Path) -> Path:
     content = {"host": uri, "name": name, "uri_mode": True}
     path.write_text(yaml.safe_dump(content, sort_keys=False))
     return path
+
+
+def shared_launchpad(connection: Connection, name: str) -> Any:
+    """This process's LaunchPad for database ``name`` on ``connection``'s server, opened once."""
+    key = (connection.uri, name)
+    if key not in _launchpads:
+        _launchpads[key] = open_launchpad(connection, name)
+    return _launchpads[key]
+
+
+def iteration_exists(launchpad: Any, campaign: str, iteration: int | str) -> bool:
+    """True if the LaunchPad holds a Workflow for (campaign, iteration or FINAL)."""
+    query = {"metadata.campaign": campaign, "metadata.iteration": iteration}
+    return launchpad.workflows.count_documents(query) > 0

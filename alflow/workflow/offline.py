@@ -43,7 +43,12 @@ from typing import Any
 
 from fireworks import FiretaskBase, FWAction, explicit_serialize
 
+from alflow.config import CampaignConfig
+from alflow.labeling import make_labeler
+from alflow.steps.label import compute_label_outcome
+from alflow.structures import atoms_from_doc
 from alflow.workcache import write_json_atomically
+from alflow.workflow.step_tasks import worker_settings
 
 __all__ = [
     "OFFLINE_RESULT_NAME",
@@ -125,12 +130,6 @@ class OfflineLabelTask(FiretaskBase):
     """
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
-        from alflow.config import CampaignConfig
-        from alflow.labeling import make_labeler
-        from alflow.steps.label import compute_label_outcome
-        from alflow.structures import atoms_from_doc
-        from alflow.workflow.tasks import worker_settings
-
         settings = worker_settings(fw_spec)
         config = CampaignConfig.model_validate(fw_spec["config"])
         offline = fw_spec[OFFLINE_SPEC_KEY]

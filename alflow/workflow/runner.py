@@ -28,7 +28,8 @@ from typing import Any
 from alflow.config import CampaignConfig
 from alflow.settings import Settings
 from alflow.store import ServerConnectionError, open_store
-from alflow.store.server import release_server
+from alflow.store.server import ensure_server, read_record, release_server
+from alflow.workflow.dispatch import OfflineDispatcher
 from alflow.workflow.launchpad import open_launchpad
 from alflow.workflow.pool import WorkerPool, worker_groups
 from alflow.workflow.recovery import recover_lost_runs, rerun_connection_fizzles
@@ -175,8 +176,6 @@ def _retry_fizzled(launchpad: Any, store: Any, campaign: str) -> None:
 
 def _keep_server_alive(connection: Any) -> None:
     """Restart the local server if it died (same port, same data)."""
-    from alflow.store.server import ensure_server, read_record
-
     local = connection.local
     if local is None or read_record(local.store_dir) is not None:
         return
@@ -268,8 +267,6 @@ def _offline_dispatcher(
 ) -> Any:
     """The dispatcher that sends the campaign's label Fireworks to the batch queue."""
     from fireworks import FWorker
-
-    from alflow.workflow.dispatch import OfflineDispatcher
 
     fworker = FWorker(
         name=f"alflow-offline@{socket.gethostname()}",

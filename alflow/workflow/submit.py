@@ -1,4 +1,7 @@
-"""Put a campaign's workflows on a LaunchPad (first iteration, and each next one)."""
+"""Put a campaign on a LaunchPad: checks, its structures, its first iteration.
+
+Collect adds each next iteration (:func:`alflow.workflow.builder.add_iteration`).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,11 @@ from typing import Any
 
 from ase import Atoms
 
+from alflow.committee.foundation import check_campaign_foundation
 from alflow.config import CampaignConfig
 from alflow.contacts import short_range_frames
 from alflow.errors import ConfigError
-from alflow.store import Connection, Store
+from alflow.store import Store
 from alflow.store.store import FINAL
 from alflow.structures import (
     build_initial_structures,
@@ -19,12 +23,9 @@ from alflow.structures import (
     structure_key,
 )
 from alflow.workflow.builder import final_workflow, iteration_workflow, workflow_name
-from alflow.workflow.launchpad import open_launchpad
+from alflow.workflow.launchpad import iteration_exists
 
-__all__ = ["add_iteration", "iteration_exists", "prepare_campaign", "submit_campaign"]
-
-#: LaunchPads opened by this process (a worker's collect adds iterations to one).
-_launchpads: dict[tuple[str, str], Any] = {}
+__all__ = ["prepare_campaign", "submit_campaign"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def prepare_campaign(config: CampaignConfig) -> list[Atoms]:
     structures = build_initial_structures(config.initial, config.base_dir)
     symbols = sorted({s for atoms in structures for s in atoms.get_chemical_symbols()})
     if config.labeling.oracle.code == "emt":
-        from ase.calculators.emt import parameters as emt_parameters
+        from ase.calculators.emt import parameters as emt_parameters  # loads scipy (slow)
 
         unsupported = [s for s in symbols if s not in emt_parameters]
         if unsupported:
@@ -57,16 +58,8 @@ def prepare_campaign(config: CampaignConfig) -> list[Atoms]:
                 f"{', '.join(unsupported)} (EMT knows {' '.join(sorted(emt_parameters))})"
             )
     if config.committee.foundation_model is not None:  # before any worker starts
-        from alflow.committee.foundation import check_campaign_foundation
-
         check_campaign_foundation(config, symbols)
     return structures
-
-
-def iteration_exists(launchpad: Any, campaign: str, iteration: int | str) -> bool:
-    """True if the LaunchPad holds a Workflow for (campaign, iteration or FINAL)."""
-    query = {"metadata.campaign": campaign, "metadata.iteration": iteration}
-    return launchpad.workflows.count_documents(query) > 0
 
 
 def submit_campaign(config: CampaignConfig, store: Store, launchpad: Any) -> bool:
@@ -114,28 +107,3 @@ def _add_missing_final(config: CampaignConfig, store: Store, launchpad: Any) -> 
             config.name,
             workflow_name(config.name, FINAL),
         )
-
-
-def add_iteration(
-    config: CampaignConfig, iteration: int | str, connection: Connection, launchpad_name: str
-) -> bool:
-    """Add the Workflow of ``iteration`` (or the final fit) unless it exists (collect calls this).
-
-    Returns
-    -------
-    bool
-        True if added now.
-    """
-    key = (connection.uri, launchpad_name)
-    if key not in _launchpads:
-        _launchpads[key] = open_launchpad(connection, launchpad_name)
-    launchpad = _launchpads[key]
-    if iteration_exists(launchpad, config.name, iteration):
-        log.info("%s exists already", workflow_name(config.name, iteration))
-        return False
-    workflow = (
-        final_workflow(config) if iteration == FINAL else iteration_workflow(config, iteration)
-    )
-    launchpad.add_wf(workflow)
-    log.info("%s added", workflow_name(config.name, iteration))
-    return True

@@ -33,7 +33,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from alflow.store import DatabaseError
+from alflow.settings import load_settings
+from alflow.store import DatabaseError, connect
+from alflow.workflow.launchpad import open_launchpad
 
 __all__ = ["launch_dir", "launch_one", "main", "run_worker", "worker_state_path"]
 
@@ -139,10 +141,6 @@ def run_worker(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of a worker process (settings from ``ALFLOW_*``)."""
     from fireworks import FWorker
-
-    from alflow.settings import load_settings
-    from alflow.store import connect
-    from alflow.workflow.launchpad import open_launchpad
 
     parser = argparse.ArgumentParser(prog="python -m alflow.workflow.worker")
     parser.add_argument("--campaign", required=True)

@@ -84,7 +84,7 @@ def force_rmse(model_path: Path, frames: list[Atoms]) -> float:
 
 def first_validation(member, name: str) -> dict:
     """MACE's evaluation of the ``Default`` head before the first optimisation step."""
-    from alflow.committee.train import _read_results
+    from alflow.committee.mace_run import read_results as _read_results
 
     workdir = Path(member.hyperparameters["log_path"]).parent
     records = _read_results(workdir, name, member.seed)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -43,8 +42,10 @@ from typing import Any
 
 import numpy as np
 
+from alflow.committee.helper_run import run_helper
+from alflow.committee.repulsion import ZBL_SCREENING_EXPONENT, ZBL_SCREENING_PREFACTOR, load_model
 from alflow.config import CampaignConfig, MaceModelConfig, TrainingConfig
-from alflow.errors import AlflowError, ConfigError
+from alflow.errors import AlflowError, ConfigError, TrainingError
 from alflow.workcache import sha256_file
 
 __all__ = [
@@ -67,7 +68,7 @@ MIN_REPLAY_FRAMES = 8
 #: The only class mace 0.3.16 fine-tunes with ``--model ScaleShiftMACE``.
 SUPPORTED_CLASS = "ScaleShiftMACE"
 REPLAY_FILE = "replay.xyz"
-_TAIL_LINES = 3
+_HELPER = ("-m", "alflow.committee.foundation")
 
 
 @dataclass(frozen=True)
@@ -165,12 +166,6 @@ def _card_and_replay(path: Path) -> tuple[str | None, Path | None]:
     return name, replay
 
 
-def _one_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    lines = [ln for ln in lines if "Warning" not in ln] or lines
-    return " | ".join(lines[-_TAIL_LINES:]) or "no output"
-
-
 def inspect_foundation(
     path: Path,
     *,
@@ -201,22 +196,11 @@ def inspect_foundation(
     path = Path(path)
     if not path.is_file():
         raise error(f"{KEY}: {path}: file not found")
-    cmd = [sys.executable, "-m", "alflow.committee.foundation", "inspect", str(path)]
+    args = [*_HELPER, "inspect", str(path)]
     if out_path is not None:
-        cmd += [str(out_path), "strip" if strip else "keep"]
-    process = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        env=_helper_env(),
-    )
-    if process.returncode != 0:
-        raise error(
-            f"{KEY}: {path}: not a loadable MACE model ({_one_line(process.stderr or process.stdout)})"
-        )
-    facts = json.loads(process.stdout.strip().splitlines()[-1])
+        args += [str(out_path), "strip" if strip else "keep"]
+    stdout = run_helper(args, failure=f"{KEY}: {path}: not a loadable MACE model", error=error)
+    facts = json.loads(stdout.strip().splitlines()[-1])
     card_name, replay = _card_and_replay(path)
     return FoundationInfo(
         path=path.resolve(),
@@ -225,12 +209,6 @@ def inspect_foundation(
         replay_file=replay,
         **facts,
     )
-
-
-def _helper_env() -> dict[str, str]:
-    from alflow.committee.train import _subprocess_env
-
-    return _subprocess_env(1)
 
 
 def check_foundation(
@@ -340,8 +318,6 @@ def prepare_foundation(
     TrainingError
         As :func:`check_foundation`, one line naming the file.
     """
-    from alflow.errors import TrainingError
-
     start = Path(workdir) / f"{name}.foundation.model"
     info = inspect_foundation(
         Path(path), out_path=start, strip=training.pair_repulsion, error=TrainingError
@@ -378,20 +354,10 @@ def finish_foundation(model_path: Path, start: FoundationStart) -> Path:
     if start.replay_path is None:
         return Path(model_path)
     out = Path(model_path).with_suffix(".single.model")
-    process = subprocess.run(
-        [sys.executable, "-m", "alflow.committee.foundation", "single", str(model_path), str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        env=_helper_env(),
+    run_helper(
+        [*_HELPER, "single", str(model_path), str(out)],
+        failure=f"cannot drop the replay head of {model_path}",
     )
-    if process.returncode != 0:
-        from alflow.errors import TrainingError
-
-        raise TrainingError(
-            f"cannot drop the replay head of {model_path}: {_one_line(process.stderr)}"
-        )
     return out
 
 
@@ -400,8 +366,6 @@ def finish_foundation(model_path: Path, start: FoundationStart) -> Path:
 
 def _repulsion_kind(model: Any) -> str | None:
     """``"alflow"`` for alflow's ZBL prior, ``"mace"`` for another pair repulsion, else None."""
-    from alflow.committee.repulsion import ZBL_SCREENING_EXPONENT, ZBL_SCREENING_PREFACTOR
-
     zbl = getattr(model, "pair_repulsion_fn", None)
     if zbl is None:
         return None
@@ -439,9 +403,7 @@ def _inspect_model(path: Path, out: Path | None, strip: bool) -> dict[str, Any]:
     import torch
     from ase.data import chemical_symbols
 
-    from alflow.committee.repulsion import _load
-
-    model = _load(path)
+    model = load_model(path)
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "atomic_numbers"):
         raise SystemExit(f"{type(model).__name__} object, not a MACE model")
     zs = [int(z) for z in model.atomic_numbers.tolist()]
@@ -477,9 +439,7 @@ def _single_head(path: Path, out: Path) -> None:
     import torch
     from mace.tools.scripts_utils import remove_pt_head
 
-    from alflow.committee.repulsion import _load
-
-    model = _load(path)
+    model = load_model(path)
     heads = list(getattr(model, "heads", None) or [])
     if len(heads) > 1:
         model = remove_pt_head(model, "Default" if "Default" in heads else None)

@@ -9,7 +9,7 @@ loss: ``energy_weight · <w (ΔE/N)²> + forces_weight · <w ΔF²> +
 stress_weight · <w Δσ²>`` (``w``: the frame's ``config_weight``; stress
 only on frames that carry it). Adam (amsgrad) at ``training.lr`` for
 ``training.epochs`` epochs on a seeded train/validation split
-(:func:`~alflow.committee.train.split_frames`); the best-validation readouts
+(:func:`~alflow.committee.training_set.split_frames`); the best-validation readouts
 are kept (no EMA). The result is an ordinary MACE ``.model`` file (a pickled
 module, like mace-torch writes): MACECalculator, LAMMPS and the export read
 it as any member.
@@ -36,7 +36,8 @@ from ase import Atoms
 
 from alflow.committee.calculator import _import_mace
 from alflow.committee.shared_body import BODY_MODULES
-from alflow.committee.train import TrainedMember, split_frames
+from alflow.committee.train import TrainedMember
+from alflow.committee.training_set import split_frames
 from alflow.config import TrainingConfig
 from alflow.errors import TrainingError
 
@@ -204,6 +205,34 @@ def _start_readouts(model: Any, start: Path | None, seed: int, device: str) -> s
     return f"seed {seed}"
 
 
+def _fit_readouts(
+    model: Any,
+    frames: Sequence[Atoms],
+    training: TrainingConfig,
+    seed: int,
+    device: str,
+    start_readouts: Path | None,
+) -> tuple[str, np.ndarray, np.ndarray, dict[str, float]]:
+    """Fit ``model``'s readouts with everything else frozen; keep the best-validation ones.
+
+    Returns where the readouts started from, the split and the validation errors.
+    """
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    started_from = _start_readouts(model, start_readouts, seed, device)
+    for parameter in model.readouts.parameters():
+        parameter.requires_grad_(True)
+    graphs = _labelled_graphs(frames, model, device)
+    train_idx, valid_idx = split_frames(len(graphs), training.valid_fraction, seed)
+    train = [graphs[i] for i in train_idx]
+    valid = [graphs[i] for i in valid_idx]
+    state, errors = _epochs(model, train, valid, training, device, seed)
+    model.readouts.load_state_dict(state)
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    return started_from, train_idx, valid_idx, errors
+
+
 def train_readouts(
     frames: Sequence[Atoms],
     *,
@@ -262,19 +291,9 @@ def train_readouts(
         torch.manual_seed(seed)
         model = _load_base(Path(base_model), device, training.dtype)
         torch.set_default_dtype(next(model.parameters()).dtype)
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        started_from = _start_readouts(model, start_readouts, seed, device)
-        for parameter in model.readouts.parameters():
-            parameter.requires_grad_(True)
-        graphs = _labelled_graphs(frames, model, device)
-        train_idx, valid_idx = split_frames(len(graphs), training.valid_fraction, seed)
-        train = [graphs[i] for i in train_idx]
-        valid = [graphs[i] for i in valid_idx]
-        state, errors = _epochs(model, train, valid, training, device, seed)
-        model.readouts.load_state_dict(state)
-        for parameter in model.parameters():
-            parameter.requires_grad_(True)
+        started_from, train_idx, valid_idx, errors = _fit_readouts(
+            model, frames, training, seed, device, start_readouts
+        )
         model_path = workdir / f"{name}.model"
         torch.save(model.to("cpu"), model_path)
     finally:

@@ -31,8 +31,6 @@ changes process-wide torch state.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -41,12 +39,13 @@ from typing import Any
 from ase import Atoms
 from ase.data import atomic_numbers, covalent_radii
 
-from alflow.errors import TrainingError
+from alflow.committee.helper_run import run_helper
 
 __all__ = [
     "ZBL_SCREENING_EXPONENT",
     "ZBL_SCREENING_PREFACTOR",
     "attach_repulsion",
+    "load_model",
     "repulsion_radii_A",
     "strip_repulsion",
     "with_repulsion",
@@ -58,6 +57,7 @@ ZBL_SCREENING_PREFACTOR = 0.8854
 ZBL_SCREENING_EXPONENT = 0.23
 #: Polynomial envelope order of the switch-off at the inner radius.
 ENVELOPE_P = 6
+_HELPER = ("-m", "alflow.committee.repulsion")
 
 
 def repulsion_radii_A(
@@ -87,7 +87,8 @@ def repulsion_radii_A(
     return radii
 
 
-def _load(path: Path) -> Any:
+def load_model(path: Path) -> Any:
+    """A pickled MACE model read on the CPU (torch's default dtype kept as it was)."""
     import torch
 
     from alflow.committee.calculator import _import_mace
@@ -113,7 +114,7 @@ def attach_repulsion(model_path: Path, out_path: Path, radii_A: Mapping[str, flo
     import torch
     from mace.modules.radial import ZBLBasis
 
-    model = _load(Path(model_path))
+    model = load_model(Path(model_path))
     dtype = next(model.parameters()).dtype
     zbl = ZBLBasis(p=ENVELOPE_P).to(dtype)
     with torch.no_grad():
@@ -131,7 +132,7 @@ def strip_repulsion(model_path: Path, out_path: Path) -> Path:
     """Write ``model_path`` without its pair repulsion (the start of a continued fit)."""
     import torch
 
-    model = _load(Path(model_path))
+    model = load_model(Path(model_path))
     if hasattr(model, "pair_repulsion"):
         del model.pair_repulsion
         del model.pair_repulsion_fn
@@ -172,33 +173,26 @@ def repulsion_record(frames: Sequence[Atoms], cutoff_A: float) -> dict[str, Any]
     }
 
 
-def _run_helper(args: list[str]) -> None:
-    process = subprocess.run(
-        [sys.executable, "-m", "alflow.committee.repulsion", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    if process.returncode != 0:
-        tail = (process.stderr or process.stdout).strip().splitlines()[-1:]
-        raise TrainingError(f"repulsive prior ({args[0]} {args[1]}) failed: {' '.join(tail)}")
-
-
 def with_repulsion(
     model_path: Path, frames: Sequence[Atoms], cutoff_A: float
 ) -> tuple[Path, dict[str, Any]]:
     """``<model>.repulsive.model``: the model with the prior for ``frames``; and its record."""
     record = repulsion_record(frames, cutoff_A)
     out = Path(model_path).with_suffix(".repulsive.model")
-    _run_helper(["attach", str(model_path), str(out), json.dumps(record["radii_A"])])
+    run_helper(
+        [*_HELPER, "attach", str(model_path), str(out), json.dumps(record["radii_A"])],
+        failure=f"repulsive prior (attach {model_path}) failed",
+    )
     return out, record
 
 
 def without_repulsion(model_path: Path) -> Path:
     """``<model>.bare.model``: the model without pair repulsion (to continue a fit from)."""
     out = Path(model_path).with_suffix(".bare.model")
-    _run_helper(["strip", str(model_path), str(out)])
+    run_helper(
+        [*_HELPER, "strip", str(model_path), str(out)],
+        failure=f"repulsive prior (strip {model_path}) failed",
+    )
     return out
 
 

@@ -31,7 +31,7 @@ CHILD_TIMEOUT_S = 900.0
 
 
 def _child_env() -> dict[str, str]:
-    from alflow.committee.train import _subprocess_env
+    from alflow.committee.helper_run import subprocess_env as _subprocess_env
 
     return _subprocess_env(1)
 

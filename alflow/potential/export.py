@@ -223,7 +223,8 @@ def write_training_set(
     """
     from ase.io import write
 
-    from alflow.committee.train import ENERGY_KEY, FORCES_KEY, STRESS_KEY, _to_training_atoms
+    from alflow.committee.training_set import ENERGY_KEY, FORCES_KEY, STRESS_KEY
+    from alflow.committee.training_set import to_training_atoms as _to_training_atoms
 
     labeled = []
     for atoms in frames:

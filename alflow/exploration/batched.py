@@ -38,6 +38,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from alflow.committee.calculator import member_results
 from alflow.errors import ExplorationError
+from alflow.exploration.options import WalkerOptions, resolve_options
 from alflow.exploration.walker import WalkerResult, run_walker
 
 __all__ = ["BatchEvaluator", "BatchWalker", "BatchedWalkerCalculator", "run_walkers_batched"]
@@ -301,7 +302,8 @@ def run_walkers_batched(
     committee: Any,
     *,
     always_stress: bool | None = None,
-    **options: Any,
+    options: WalkerOptions | None = None,
+    **option_fields: Any,
 ) -> list[WalkerResult]:
     """Run several walkers together, their structures evaluated in one batched call per step.
 
@@ -314,11 +316,12 @@ def run_walkers_batched(
         and threads are used (``settings.device`` "cuda" flows through it).
     always_stress
         Stress with every call on 3D-periodic cells; None: for NPT only.
-    **options
-        The keyword arguments of :func:`~alflow.exploration.walker.run_walker`
-        that all walkers share (``steps``, ``timestep_fs``,
-        ``sample_interval_steps``, ``trust_hi_eV_A``, ``min_distance_A``,
-        ``max_temperature_factor``, ``ensemble``, ...).
+    options
+        What all walkers share (:class:`~alflow.exploration.options.WalkerOptions`).
+    **option_fields
+        Its fields one by one (``steps``, ``timestep_fs``, ``trust_hi_eV_A``,
+        ...), instead of ``options`` or replacing those of ``options``, as
+        :func:`~alflow.exploration.walker.run_walker` takes them.
 
     Returns
     -------
@@ -332,8 +335,9 @@ def run_walkers_batched(
         A walker failed (invalid arguments, a model failure); the message
         names the first failed walker of the batch. The others ran to their end.
     """
+    options = resolve_options(options, option_fields)
     if always_stress is None:
-        always_stress = options.get("ensemble", "nvt") == "npt"
+        always_stress = options.ensemble == "npt"
     evaluator = BatchEvaluator(committee, range(len(walkers)))
     results: list[WalkerResult | None] = [None] * len(walkers)
     errors: list[BaseException | None] = [None] * len(walkers)
@@ -350,7 +354,7 @@ def run_walkers_batched(
                 temperature_K=walker.temperature_K,
                 seed=walker.seed,
                 pressure_GPa=walker.pressure_GPa,
-                **options,
+                options=options,
             )
         except BaseException as exc:  # reported after every walker has finished
             errors[index] = exc

@@ -51,6 +51,10 @@ Examples
 ...                     max_temperature_factor=3)  # doctest: +SKIP
 >>> len(result.frames), result.stop_reason  # doctest: +SKIP
 (11, None)
+
+The settings all walkers of a run share can also be one
+:class:`~alflow.exploration.options.WalkerOptions` (``options=``); the
+walkers' plan (temperatures, starts, seeds) is :mod:`alflow.exploration.plan`.
 """
 
 from __future__ import annotations
@@ -60,8 +64,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from math import gcd
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,8 +72,6 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator
 from ase.md.md import MolecularDynamics
 
-from alflow.config import ExplorationConfig
-from alflow.contacts import ContactLimits
 from alflow.errors import ExplorationError
 from alflow.exploration.observers import (
     check_min_distance,
@@ -79,12 +80,12 @@ from alflow.exploration.observers import (
     check_uncertainty,
     max_force_deviation_eV_A,
 )
+from alflow.exploration.options import WalkerOptions, check_walker_arguments, resolve_options
+from alflow.exploration.plan import walker_plan, walker_seed  # their former home; kept importable
 
-__all__ = ["Frame", "WalkerResult", "run_walker", "walker_plan", "walker_seed"]
+__all__ = ["Frame", "WalkerOptions", "WalkerResult", "run_walker", "walker_plan", "walker_seed"]
 
 logger = logging.getLogger(__name__)
-
-_ENSEMBLES = ("nvt", "npt")
 
 
 @dataclass
@@ -153,71 +154,35 @@ class WalkerResult:
     committee_evaluations: int = 0
 
 
-def _validate(
-    atoms: Atoms,
-    *,
-    temperature_K: float,
-    steps: int,
-    timestep_fs: float,
-    sample_interval_steps: int,
-    committee_interval_steps: int,
-    max_temperature_factor: float,
-    ensemble: str,
-    friction_per_fs: float,
-    barostat_time_fs: float,
-) -> None:
-    """Raise ExplorationError for arguments MD cannot run with."""
-    problems = []
-    if len(atoms) == 0:
-        problems.append("no atoms")
-    if not (math.isfinite(temperature_K) and temperature_K > 0):
-        problems.append(f"temperature_K must be > 0, got {temperature_K}")
-    if steps < 0:
-        problems.append(f"steps must be >= 0, got {steps}")
-    if not (math.isfinite(timestep_fs) and timestep_fs > 0):
-        problems.append(f"timestep_fs must be > 0, got {timestep_fs}")
-    if sample_interval_steps < 1:
-        problems.append(f"sample_interval_steps must be >= 1, got {sample_interval_steps}")
-    elif committee_interval_steps < 1 or sample_interval_steps % committee_interval_steps:
-        problems.append(
-            f"committee_interval_steps must be >= 1 and divide sample_interval_steps "
-            f"({sample_interval_steps}), got {committee_interval_steps}"
-        )
-    if not max_temperature_factor > 1:
-        problems.append(f"max_temperature_factor must be > 1, got {max_temperature_factor}")
-    if not friction_per_fs > 0:
-        problems.append(f"friction_per_fs must be > 0, got {friction_per_fs}")
-    if ensemble not in _ENSEMBLES:
-        problems.append(f"ensemble must be one of {_ENSEMBLES}, got {ensemble!r}")
-    if ensemble == "npt":
-        if not atoms.pbc.all():
-            problems.append(f"NPT needs a 3D-periodic cell, got pbc={atoms.pbc.tolist()}")
-        if not barostat_time_fs > 0:
-            problems.append(f"barostat_time_fs must be > 0, got {barostat_time_fs}")
-    if problems:
-        raise ExplorationError("cannot run walker: " + "; ".join(problems))
+def _start(atoms: Atoms, calc: Calculator, temperature_K: float, seed: Any) -> Atoms:
+    """A copy of ``atoms`` with ``calc`` and Maxwell–Boltzmann velocities at ``temperature_K``."""
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+    work = atoms.copy()
+    work.calc = calc
+    MaxwellBoltzmannDistribution(work, temperature_K=temperature_K, rng=np.random.default_rng(seed))
+    Stationary(work)
+    return work
 
 
 def _make_dynamics(
     atoms: Atoms,
+    options: WalkerOptions,
     *,
-    ensemble: str,
     temperature_K: float,
-    timestep_fs: float,
-    friction_per_fs: float,
     pressure_GPa: float,
-    barostat_time_fs: float,
     rng: np.random.Generator,
 ) -> MolecularDynamics:
-    """The ASE integrator for an ensemble (calls the calculator once)."""
-    if ensemble == "nvt":
+    """The ASE integrator of ``options.ensemble`` (calls the calculator once)."""
+    timestep = options.timestep_fs * units.fs
+    if options.ensemble == "nvt":
         from ase.md.langevin import Langevin
 
         return Langevin(
             atoms,
-            timestep_fs * units.fs,
+            timestep,
             temperature_K=temperature_K,
-            friction=friction_per_fs / units.fs,
+            friction=options.friction_per_fs / units.fs,
             fixcm=False,
             rng=rng,
         )
@@ -228,12 +193,12 @@ def _make_dynamics(
         warnings.filterwarnings("ignore", message="Using heuristic P_mass")
         return LangevinBAOAB(
             atoms,
-            timestep_fs * units.fs,
+            timestep,
             temperature_K=temperature_K,
             externalstress=-pressure_GPa * units.GPa,  # stress = -pressure
             hydrostatic=True,
-            T_tau=units.fs / friction_per_fs,
-            P_tau=barostat_time_fs * units.fs,
+            T_tau=units.fs / options.friction_per_fs,
+            P_tau=options.barostat_time_fs * units.fs,
             rng=rng,
         )
 
@@ -278,24 +243,77 @@ def _is_propagating(calc: Calculator) -> bool:
     )
 
 
+@dataclass
+class _Walk:
+    """A running walker: its atoms, the checks at each step and the frames it kept."""
+
+    work: Atoms
+    options: WalkerOptions
+    temperature_K: float
+    progress: Callable[[int, int], None] | None = None
+    frames: list[Frame] = field(default_factory=list)
+    committee_evaluations: int = 0
+
+    def __post_init__(self) -> None:
+        self.propagating = _is_propagating(self.work.calc)
+
+    def committee(self) -> Mapping[str, Any]:
+        """The whole committee's results at the current configuration."""
+        self.committee_evaluations += 1
+        if self.propagating:
+            return self.work.calc.evaluate_committee(self.work)  # type: ignore[union-attr]
+        return self.work.calc.results  # type: ignore[union-attr]
+
+    def observe(self, step: int) -> str | None:
+        """Check step ``step``, keep its frame if due; the reason to stop, or None."""
+        work, options = self.work, self.options
+        work.get_forces()  # cached: the integrator computed them at these positions
+        reason = check_non_finite(work, work.calc.results, step)  # type: ignore[union-attr]
+        if reason is not None:
+            return reason  # a non-finite state keeps no frame
+        committee: Mapping[str, Any] | None = None
+        if step % options.committee_every_steps == 0 or not self.propagating:
+            committee = self.committee()
+            reason = check_non_finite(work, committee, step)
+            uncertainty = max_force_deviation_eV_A(committee)
+            if reason is None and math.isnan(uncertainty):
+                reason = f"non-finite uncertainty at step {step}"
+            if reason is not None:
+                return reason
+            if step % options.committee_every_steps == 0:
+                reason = check_min_distance(work, options.min_distance_A, step)
+            reason = reason or check_uncertainty(uncertainty, options.trust_hi_eV_A, step)
+        reason = reason or check_temperature(
+            work.get_temperature(), self.temperature_K, options.max_temperature_factor, step
+        )
+        sample = step % options.sample_interval_steps == 0
+        if sample or reason:
+            if committee is None:  # a temperature stop between full evaluations
+                committee = self.committee()
+            self.frames.append(
+                _frame(
+                    work,
+                    committee,
+                    step=step,
+                    timestep_fs=options.timestep_fs,
+                    stopped=reason is not None,
+                )
+            )
+        if sample and self.progress is not None:
+            self.progress(step, options.steps)
+        return reason
+
+
 def run_walker(
     atoms: Atoms,
     calc: Calculator,
     *,
     temperature_K: float,
-    steps: int,
-    timestep_fs: float,
-    sample_interval_steps: int,
     seed: int,
-    trust_hi_eV_A: float,
-    min_distance_A: ContactLimits | float,
-    max_temperature_factor: float,
-    ensemble: str = "nvt",
     pressure_GPa: float = 0.0,
-    friction_per_fs: float = 0.01,
+    options: WalkerOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
-    barostat_time_fs: float = 1000.0,
-    committee_interval_steps: int | None = None,
+    **option_fields: Any,
 ) -> WalkerResult:
     """Run one MD walker with a committee calculator until done or stopped.
 
@@ -311,38 +329,19 @@ def run_walker(
         ``forces_comm`` (M, N, 3). ``stress`` for NPT.
     temperature_K
         Thermostat target (K); velocities start Maxwell–Boltzmann at it.
-    steps
-        MD steps to run.
-    timestep_fs
-        Time step (fs).
-    sample_interval_steps
-        A frame is kept at step 0 and every this many steps.
     seed
         Seeds the initial velocities and the Langevin noise.
-    trust_hi_eV_A
-        Stop when the committee's max force deviation reaches it (eV/Å).
-    min_distance_A
-        Stop when two atoms are closer than their pair's limit (Å; one number
-        or :class:`~alflow.contacts.ContactLimits`); checked at full committee
-        evaluations.
-    max_temperature_factor
-        Stop when the kinetic temperature exceeds this × ``temperature_K``.
-    ensemble
-        ``"nvt"``: Langevin (:class:`ase.md.langevin.Langevin`). ``"npt"``:
-        isotropic Langevin barostat (:class:`ase.md.langevinbaoab.LangevinBAOAB`,
-        Quigley–Probert Langevin–Hoover with BAOAB), 3D-periodic cells only.
     pressure_GPa
         External pressure for NPT (GPa).
-    friction_per_fs
-        Langevin friction (1/fs); NPT uses the time constant ``1/friction``.
+    options
+        The settings walkers share (steps, time step, sampling, stop limits,
+        ensemble, ...).
     progress
         Called with ``(step, steps)`` at every sample step.
-    barostat_time_fs
-        NPT only: time constant of the cell fluctuations (fs).
-    committee_interval_steps
-        Full committee evaluation (and uncertainty check) every this many
-        steps; must divide ``sample_interval_steps``. None: every sample step.
-        A calculator that is not propagating is checked at every step anyway.
+    **option_fields
+        Fields of :class:`~alflow.exploration.options.WalkerOptions`, given
+        one by one (``steps=100, timestep_fs=2, ...``) instead of
+        ``options``, or replacing those of ``options``.
 
     Returns
     -------
@@ -354,95 +353,27 @@ def run_walker(
         Invalid arguments (non-periodic NPT, unknown ensemble, ...), a
         calculator that is not a committee, or a calculator failure.
     """
-    committee_every = committee_interval_steps or sample_interval_steps
-    _validate(
-        atoms,
-        temperature_K=temperature_K,
-        steps=steps,
-        timestep_fs=timestep_fs,
-        sample_interval_steps=sample_interval_steps,
-        committee_interval_steps=committee_every,
-        max_temperature_factor=max_temperature_factor,
-        ensemble=ensemble,
-        friction_per_fs=friction_per_fs,
-        barostat_time_fs=barostat_time_fs,
-    )
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
-
+    options = resolve_options(options, option_fields)
+    check_walker_arguments(atoms, options, temperature_K)
     start_s = time.perf_counter()
     velocity_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
-    work = atoms.copy()
-    work.calc = calc
-    MaxwellBoltzmannDistribution(
-        work, temperature_K=temperature_K, rng=np.random.default_rng(velocity_seed)
+    walk = _Walk(
+        _start(atoms, calc, temperature_K, velocity_seed), options, temperature_K, progress
     )
-    Stationary(work)
-    propagating = _is_propagating(calc)
-
-    frames: list[Frame] = []
     stop_reason: str | None = None
     step = 0
-    n_committee = 0
     try:
         dyn = _make_dynamics(
-            work,
-            ensemble=ensemble,
+            walk.work,
+            options,
             temperature_K=temperature_K,
-            timestep_fs=timestep_fs,
-            friction_per_fs=friction_per_fs,
             pressure_GPa=pressure_GPa,
-            barostat_time_fs=barostat_time_fs,
             rng=np.random.default_rng(noise_seed),
         )
-
-        def committee_now() -> Mapping[str, Any]:
-            nonlocal n_committee
-            n_committee += 1
-            if propagating:
-                return calc.evaluate_committee(work)  # type: ignore[attr-defined]
-            return work.calc.results
-
-        for _ in dyn.irun(steps):
+        for _ in dyn.irun(options.steps):
             step = int(dyn.nsteps)
-            work.get_forces()  # cached: the integrator computed them at these positions
-            reason = check_non_finite(work, work.calc.results, step)
-            if reason is not None:
-                stop_reason = reason
-                break
-            full = step % committee_every == 0 or not propagating
-            sample = step % sample_interval_steps == 0
-            committee: Mapping[str, Any] | None = None
-            if full:
-                committee = committee_now()
-                reason = check_non_finite(work, committee, step)
-                uncertainty = max_force_deviation_eV_A(committee)
-                if reason is None and math.isnan(uncertainty):
-                    reason = f"non-finite uncertainty at step {step}"
-                if reason is not None:
-                    stop_reason = reason
-                    break
-                if step % committee_every == 0:
-                    reason = check_min_distance(work, min_distance_A, step)
-                reason = reason or check_uncertainty(uncertainty, trust_hi_eV_A, step)
-            reason = reason or check_temperature(
-                work.get_temperature(), temperature_K, max_temperature_factor, step
-            )
-            if sample or reason:
-                if committee is None:  # a temperature stop between full evaluations
-                    committee = committee_now()
-                frames.append(
-                    _frame(
-                        work,
-                        committee,
-                        step=step,
-                        timestep_fs=timestep_fs,
-                        stopped=reason is not None,
-                    )
-                )
-            if sample and progress is not None:
-                progress(step, steps)
-            if reason is not None:
-                stop_reason = reason
+            stop_reason = walk.observe(step)
+            if stop_reason is not None:
                 break
     except ExplorationError:
         raise
@@ -450,97 +381,32 @@ def run_walker(
         raise ExplorationError(
             f"walker failed at step {step}: {type(exc).__name__}: {exc}"
         ) from exc
+    result = WalkerResult(
+        frames=walk.frames,
+        stop_reason=stop_reason,
+        steps_done=step,
+        wall_s=time.perf_counter() - start_s,
+        committee_evaluations=walk.committee_evaluations,
+    )
+    _log_result(result, temperature_K)
+    return result
 
-    wall_s = time.perf_counter() - start_s
-    if stop_reason is None:
+
+def _log_result(result: WalkerResult, temperature_K: float) -> None:
+    """One log line: how far the walker ran, or why it stopped."""
+    if result.stop_reason is None:
         logger.info(
             "walker at %g K ran %d steps, %d frames, %d committee evaluations in %.1f s",
             temperature_K,
-            step,
-            len(frames),
-            n_committee,
-            wall_s,
+            result.steps_done,
+            len(result.frames),
+            result.committee_evaluations,
+            result.wall_s,
         )
     else:
         logger.info(
-            "walker at %g K stopped: %s (%d frames)", temperature_K, stop_reason, len(frames)
+            "walker at %g K stopped: %s (%d frames)",
+            temperature_K,
+            result.stop_reason,
+            len(result.frames),
         )
-    return WalkerResult(
-        frames=frames,
-        stop_reason=stop_reason,
-        steps_done=step,
-        wall_s=wall_s,
-        committee_evaluations=n_committee,
-    )
-
-
-def _shifted_index(walker: int, n_fast: int, n_slow: int) -> int:
-    """Round-robin index over ``n_slow`` items that, paired with ``walker % n_fast``,
-    visits every (fast, slow) pair once before any pair repeats."""
-    period = n_fast * n_slow // gcd(n_fast, n_slow)
-    return (walker + walker // period) % n_slow
-
-
-def walker_seed(base_seed: int, iteration: int, walker: int) -> int:
-    """Deterministic 62-bit seed, distinct (with overwhelming probability) per
-    (campaign seed, iteration, walker)."""
-    state = np.random.SeedSequence([int(base_seed) & 0xFFFFFFFF, int(iteration), int(walker)])
-    return int(state.generate_state(1, dtype=np.uint64)[0] >> np.uint64(2))
-
-
-def walker_plan(
-    n_walkers: int, exploration: ExplorationConfig, n_starts: int, iteration: int
-) -> list[dict]:
-    """What each walker of an iteration runs.
-
-    Temperatures cycle round-robin (walker ``i`` gets
-    ``temperatures_K[i % len(temperatures_K)]``). Starting structures and, for
-    NPT, pressures also cycle, shifted by one after each full period so that
-    every (temperature, start) and every (temperature, pressure) pair is used
-    once before any repeats.
-
-    Parameters
-    ----------
-    n_walkers
-        Walkers to plan.
-    exploration
-        The campaign's exploration settings (temperatures, pressures, seed).
-    n_starts
-        Number of starting structures to choose from.
-    iteration
-        Active-learning iteration (enters the seeds).
-
-    Returns
-    -------
-    list of dict
-        Per walker: ``walker`` (index), ``start_index`` (also as ``start``,
-        the name :mod:`alflow.steps.explore` reads), ``temperature_K``,
-        ``pressure_GPa`` (0.0 for NVT) and ``seed``.
-
-    Raises
-    ------
-    ExplorationError
-        ``n_starts`` < 1 or ``n_walkers`` < 0.
-    """
-    if n_starts < 1:
-        raise ExplorationError(f"walker_plan needs at least one starting structure, got {n_starts}")
-    if n_walkers < 0:
-        raise ExplorationError(f"n_walkers must be >= 0, got {n_walkers}")
-    temperatures = list(exploration.temperatures_K)
-    pressures = list(exploration.pressures_GPa) if exploration.ensemble == "npt" else [0.0]
-    plan = []
-    for walker in range(n_walkers):
-        start_index = _shifted_index(walker, len(temperatures), n_starts)
-        plan.append(
-            {
-                "walker": walker,
-                "start_index": start_index,
-                "start": start_index,
-                "temperature_K": float(temperatures[walker % len(temperatures)]),
-                "pressure_GPa": float(
-                    pressures[_shifted_index(walker, len(temperatures), len(pressures))]
-                ),
-                "seed": walker_seed(exploration.seed, iteration, walker),
-            }
-        )
-    return plan

@@ -17,7 +17,7 @@ from ase import Atoms
 from alflow.committee.uncertainty import MIN_MEMBERS
 from alflow.contacts import ContactLimits
 from alflow.errors import ExplorationError
-from alflow.exploration import WalkerResult, run_walker, walker_plan
+from alflow.exploration import WalkerOptions, WalkerResult, run_walker, walker_plan
 from alflow.steps.context import StepContext
 from alflow.store.store import as_float_list
 from alflow.structures import atoms_from_doc, build_initial_structures, structure_key
@@ -72,8 +72,33 @@ def _committee_models(ctx: StepContext, iteration: int) -> list[dict[str, Any]]:
     return models
 
 
+@dataclass(frozen=True)
+class _Walkers:
+    """The committee, the walkers to run and the options they share."""
+
+    models: list[dict[str, Any]]
+    jobs: list[_WalkerJob]
+    options: WalkerOptions
+
+
+def _prepare(ctx: StepContext, iteration: int, walkers: Sequence[int]) -> _Walkers:
+    """Committee, jobs and shared options of ``walkers`` (the contact limits built once)."""
+    models = _committee_models(ctx, iteration)
+    limits = ContactLimits.from_record(ctx.config.selection.sanity, models[0])
+    options = WalkerOptions.from_exploration(
+        ctx.config.exploration,
+        trust_hi_eV_A=ctx.config.selection.trust_hi_eV_A,
+        min_distance_A=limits,
+    )
+    return _Walkers(models, _walker_jobs(ctx, iteration, walkers, models, limits), options)
+
+
 def _walker_jobs(
-    ctx: StepContext, iteration: int, walkers: Sequence[int], models: list[dict[str, Any]]
+    ctx: StepContext,
+    iteration: int,
+    walkers: Sequence[int],
+    models: list[dict[str, Any]],
+    limits: ContactLimits,
 ) -> list[_WalkerJob]:
     """Plan, start, propagating member and cache key of each walker."""
     config, exploration = ctx.config, ctx.config.exploration
@@ -99,7 +124,7 @@ def _walker_jobs(
             propagator,
             exploration.model_dump(mode="json"),
             config.selection.trust_hi_eV_A,
-            ContactLimits.from_record(config.selection.sanity, models[0]).describe(),
+            limits.describe(),
             config.committee.training.dtype,
         )
         jobs.append(_WalkerJob(walker, plan, start_label, atoms, propagator, inputs))
@@ -128,15 +153,15 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
     ExplorationError
         Fewer than two trained members.
     """
-    models = _committee_models(ctx, iteration)
-    (job,) = _walker_jobs(ctx, iteration, [walker], models)
+    prepared = _prepare(ctx, iteration, [walker])
+    (job,) = prepared.jobs
     cache = ctx.workdir / "walker.result.pkl"
     result = load_cached(cache, job.inputs)
     if result is None:
         calc = ctx.load_committee(
-            models,
+            prepared.models,
             propagator=job.propagator,
-            always_stress=ctx.config.exploration.ensemble == "npt",
+            always_stress=prepared.options.ensemble == "npt",
         )
         result = run_walker(
             job.atoms.copy(),
@@ -144,10 +169,10 @@ def explore_walker(ctx: StepContext, iteration: int, walker: int) -> dict[str, A
             temperature_K=job.plan["temperature_K"],
             seed=job.plan["seed"],
             pressure_GPa=job.plan["pressure_GPa"],
-            **_walker_options(ctx, models),
+            options=prepared.options,
         )
         save_cached(cache, job.inputs, result)
-    return _store_frames(ctx, iteration, job, models, result)
+    return _store_frames(ctx, iteration, job, prepared.models, result)
 
 
 def explore_walkers(ctx: StepContext, iteration: int, walkers: Sequence[int]) -> list[dict]:
@@ -183,8 +208,8 @@ def explore_walkers(ctx: StepContext, iteration: int, walkers: Sequence[int]) ->
     """
     from alflow.exploration.batched import BatchWalker, run_walkers_batched
 
-    models = _committee_models(ctx, iteration)
-    jobs = _walker_jobs(ctx, iteration, walkers, models)
+    prepared = _prepare(ctx, iteration, walkers)
+    models, jobs = prepared.models, prepared.jobs
     caches = {job.walker: ctx.workdir / f"walker{job.walker}.result.pkl" for job in jobs}
     results = {job.walker: load_cached(caches[job.walker], job.inputs) for job in jobs}
     todo = [job for job in jobs if results[job.walker] is None]
@@ -201,27 +226,11 @@ def explore_walkers(ctx: StepContext, iteration: int, walkers: Sequence[int]) ->
             for job in todo
         ]
         for job, result in zip(
-            todo, run_walkers_batched(batch, committee, **_walker_options(ctx, models)), strict=True
+            todo, run_walkers_batched(batch, committee, options=prepared.options), strict=True
         ):
             save_cached(caches[job.walker], job.inputs, result)
             results[job.walker] = result
     return [_store_frames(ctx, iteration, job, models, results[job.walker]) for job in jobs]
-
-
-def _walker_options(ctx: StepContext, models: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ``run_walker`` arguments every walker of the campaign shares."""
-    config, exploration = ctx.config, ctx.config.exploration
-    return {
-        "steps": exploration.steps,
-        "timestep_fs": exploration.timestep_fs,
-        "sample_interval_steps": exploration.sample_interval_steps,
-        "trust_hi_eV_A": config.selection.trust_hi_eV_A,
-        "min_distance_A": ContactLimits.from_record(config.selection.sanity, models[0]),
-        "max_temperature_factor": exploration.max_temperature_factor,
-        "ensemble": exploration.ensemble,
-        "friction_per_fs": exploration.friction_per_fs,
-        "committee_interval_steps": exploration.committee_every_steps,
-    }
 
 
 def _store_frames(

@@ -349,9 +349,7 @@ def campaign_curve(store_dir: Path, campaign: str, frames: list[Any]) -> dict[st
         ]
         temperatures = [
             (d.get("origin") or {}).get("temperature_K")
-            for d in store.find_structures(
-                {"campaign": campaign, "status": "labeled"}, {"origin": 1}
-            )
+            for d in store.structures_of(campaign, status="labeled", fields=("origin",))
         ]
     finally:
         release_server(store_dir, quiet=True)

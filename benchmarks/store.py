@@ -712,9 +712,11 @@ def loop_queries(store: Store, campaign: str, n: int, repeats: int) -> dict[str,
         "select": {
             "count_labels": lambda: store.count_labels(campaign),
             "explored frames (find)": lambda: list(
-                store.find_structures(
-                    {"campaign": campaign, "iteration": it, "status": "explored"},
-                    {"key": 1, "atoms": 1, "uncertainty": 1, "committee": 1},
+                store.structures_of(
+                    campaign,
+                    iteration=it,
+                    status="explored",
+                    fields=("key", "atoms", "uncertainty", "committee"),
                 )
             ),
             "pending selected (count)": lambda: s.count_documents(
@@ -737,14 +739,7 @@ def loop_queries(store: Store, campaign: str, n: int, repeats: int) -> dict[str,
                 for status in CLASSIFIED_STATUSES
             ],
             "labeled frames with committee (find)": lambda: list(
-                store.find_structures(
-                    {
-                        "campaign": campaign,
-                        "iteration": it,
-                        "status": "labeled",
-                        "committee": {"$exists": True},
-                    }
-                )
+                store.labeled_frames_of_iteration(campaign, it)
             ),
             "audit (count)": lambda: s.count_documents(
                 {"campaign": campaign, "iteration": it, "audit": True}
@@ -1088,8 +1083,8 @@ def mongomock_figures(
 def query_database(client: Any, uri: str) -> Any:
     """``alflow.query.Database`` over a client (a live mongomock one: its plain queries)."""
     from alflow.query import api
-    from alflow.query.engine import MongoEngine
     from alflow.store.connection import Connection
+    from alflow.store.query_filters import MongoEngine
 
     db = client[DB_NAME]
     return api.Database(Connection(client=client, uri=uri), Store(db), MongoEngine(db))

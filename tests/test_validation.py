@@ -276,7 +276,7 @@ def test_validation_frames_never_enter_the_training_data(
     first: dict[str, Any], campaign: StepContext
 ) -> None:
     store, name = campaign.store, campaign.campaign
-    made = list(store.find_structures({"campaign": name, "origin.kind": "validation"}))
+    made = list(store.structures_of(name, where={"origin.kind": "validation"}))
     refs = first["result"]["references"]
     assert len(made) == refs["computed"] > 0  # dimers, E(V) and transfer frames
     assert {d["status"] for d in made} == {"validation"}

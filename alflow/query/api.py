@@ -26,10 +26,11 @@ from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from alflow.errors import StoreError
-from alflow.query.engine import ENERGY_FIELD, MongoEngine
 from alflow.query.filters import StructureQuery
+from alflow.settings import load_settings
 from alflow.store import Store, connect
 from alflow.store.connection import Connection
+from alflow.store.query_filters import ENERGY_FIELD, MongoEngine
 from alflow.structures import atoms_from_doc, labeled_atoms
 
 __all__ = ["Database", "connect_reader", "open_database"]
@@ -133,8 +134,6 @@ def open_database(
         No store at that path, or an unreachable server (password masked).
     """
     if settings is None:
-        from alflow.settings import load_settings
-
         settings = load_settings()
     store = settings.store if store is None else store
     connection = connect_reader(store, timeout_s=timeout_s, settings=settings)
@@ -334,10 +333,9 @@ class Database:
             3600 and ``dft_wall_hours`` over those labels.
         """
         self.check_campaign(campaign)
-        flt = {} if campaign is None else {"campaign": campaign}
-        per_status = self.engine.group_counts(flt, "status")
-        per_iteration = self.engine.group_counts(flt, "iteration")
-        per_element = self.engine.group_counts(flt, "elements", unwind=True)
+        per_status = self.engine.group_counts(campaign, "status")
+        per_iteration = self.engine.group_counts(campaign, "iteration")
+        per_element = self.engine.group_counts(campaign, "elements", unwind=True)
         totals = self.engine.label_totals(campaign)
         return {
             "store": self.display,

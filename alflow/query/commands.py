@@ -18,6 +18,11 @@ import argparse
 import json
 from typing import Any
 
+from alflow.query.api import open_database
+from alflow.query.export import export_atoms
+from alflow.query.filters import StructureQuery, parse_range
+from alflow.settings import load_settings
+
 __all__ = ["register"]
 
 _STORE_HELP = (
@@ -28,9 +33,6 @@ _DEFAULT_LIMIT = 50
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from alflow.query.api import open_database
-    from alflow.settings import load_settings
-
     settings = load_settings(overrides={"store": args.store})
     return open_database(
         settings.store, db_name=settings.store_name, timeout_s=args.timeout_s, settings=settings
@@ -38,8 +40,6 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _query(args: argparse.Namespace, default_limit: int | None) -> Any:
-    from alflow.query.filters import StructureQuery, parse_range
-
     low = high = None
     if args.energy_range is not None:
         low, high = parse_range(args.energy_range, "--energy-range")
@@ -186,8 +186,6 @@ def _print_structure(doc: dict[str, Any]) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from alflow.query.export import export_atoms
-
     query = _query(args, None)
     db = _open(args)
     count = export_atoms(db.atoms(query), args.out, args.format)

@@ -2,8 +2,9 @@
 
 A :class:`StructureQuery` holds every filter that ``alflow db find`` and the
 Python API accept. It is checked up front (unknown status, malformed formula,
-unknown element, a range with min > max are a :class:`~alflow.errors.ConfigError`),
-and it maps onto the store's indexes through :meth:`StructureQuery.mongo_filter`.
+unknown element, a range with min > max are a :class:`~alflow.errors.ConfigError`).
+Nothing here is Mongo: :mod:`alflow.store.query_filters` turns a query into the
+store's indexed filters (:meth:`StructureQuery.mongo_filter` asks it).
 
 Examples
 --------
@@ -25,6 +26,7 @@ from typing import Any
 from ase.data import chemical_symbols
 
 from alflow.errors import ConfigError
+from alflow.store.query_filters import UNCERTAINTY_FIELD, energy_bounds, structure_filter
 from alflow.store.store import STATUSES
 
 __all__ = [
@@ -34,9 +36,6 @@ __all__ = [
     "parse_formula",
     "parse_range",
 ]
-
-#: The structure field the uncertainty filters act on (eV/Å).
-UNCERTAINTY_FIELD = "uncertainty.max_force_dev_eV_A"
 
 _SYMBOLS = frozenset(chemical_symbols[1:])
 _TOKEN = re.compile(r"([A-Z][a-z]?)(\d*)")
@@ -241,43 +240,9 @@ class StructureQuery:
         return self.min_uncertainty_eV_A is not None or self.max_uncertainty_eV_A is not None
 
     def energy_bounds(self) -> dict[str, float]:
-        """``{"$gte": min, "$lte": max}`` on energy per atom (eV/atom), bounds that are set."""
-        return _bounds(self.min_energy_eV_per_atom, self.max_energy_eV_per_atom)
+        """The store's bounds on energy per atom (eV/atom): :func:`~alflow.store.query_filters.energy_bounds`."""
+        return energy_bounds(self)
 
     def mongo_filter(self) -> dict[str, Any]:
-        """The pymongo filter on ``structures`` (everything but the energy range).
-
-        Every clause is on an indexed field: ``campaign``/``iteration``/``status``
-        (compound index), ``status``, ``formula``, ``reduced_formula`` (alone
-        and with ``campaign``), ``elements`` (multikey) and
-        ``uncertainty.max_force_dev_eV_A``: the indexes of
-        :meth:`alflow.store.Store.ensure_indexes`.
-        """
-        flt: dict[str, Any] = {}
-        if self.campaign is not None:
-            flt["campaign"] = self.campaign
-        if self.iteration is not None:
-            flt["iteration"] = self.iteration
-        if self.status:
-            flt["status"] = self.status[0] if len(self.status) == 1 else {"$in": list(self.status)}
-        if self._formula_match is not None:
-            name, value = self._formula_match
-            flt[name] = value
-        if self.elements:
-            flt["elements"] = (
-                self.elements[0] if len(self.elements) == 1 else {"$all": list(self.elements)}
-            )
-        if self.has_uncertainty_range:
-            flt[UNCERTAINTY_FIELD] = _bounds(self.min_uncertainty_eV_A, self.max_uncertainty_eV_A)
-        if self.labeled_only or self.has_energy_range:
-            flt["label_id"] = {"$ne": None}
-        return flt
-
-
-def _bounds(low: float | None, high: float | None) -> dict[str, float]:
-    bounds: dict[str, float] = {}
-    if low is not None:
-        bounds["$gte"] = float(low)
-    if high is not None:
-        bounds["$lte"] = float(high)
-    return bounds
+        """The store's filter on ``structures``: :func:`~alflow.store.query_filters.structure_filter`."""
+        return structure_filter(self)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from alflow.settings import load_settings
 from alflow.store.connection import Connection, connect, is_mongodb_uri, mask_uri, resolve_store
 from alflow.store.errors import DatabaseError, ServerConnectionError
 from alflow.store.store import STATUSES, Store
@@ -70,8 +71,6 @@ def open_reader(store: str | None = None, *, settings: Any | None = None) -> Sto
         No store there, or an unreachable server.
     """
     if settings is None:
-        from alflow.settings import load_settings
-
         settings = load_settings(overrides={"store": store})
     _, data = open_store(
         settings.store,

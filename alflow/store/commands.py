@@ -12,16 +12,19 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from alflow.errors import ConfigError
+from alflow.settings import load_settings
+from alflow.store import connect, is_mongodb_uri, resolve_store
+from alflow.store.legacy import import_legacy_store
+from alflow.store.server import ensure_server, stop_server
+from alflow.workflow.launchpad import launchpad_file
+
 __all__ = ["register"]
 
 _STORE_HELP = "store directory (default: ALFLOW_STORE or alflow-store)"
 
 
 def _store_dir(args: argparse.Namespace) -> tuple[Any, str]:
-    from alflow.errors import ConfigError
-    from alflow.settings import load_settings
-    from alflow.store import is_mongodb_uri
-
     settings = load_settings(overrides={"store": args.store})
     if is_mongodb_uri(settings.store):
         raise ConfigError(
@@ -32,8 +35,6 @@ def _store_dir(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    from alflow.store.server import ensure_server
-
     settings, store = _store_dir(args)
     server = ensure_server(
         store, program=settings.local_server, port=settings.server_port, pin=True
@@ -44,8 +45,6 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    from alflow.store.server import stop_server
-
     _, store = _store_dir(args)
     stopped = stop_server(store)
     print(f"stopped the local server of {Path(store).resolve()}" if stopped else "not running")
@@ -53,10 +52,6 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_launchpad(args: argparse.Namespace) -> int:
-    from alflow.settings import load_settings
-    from alflow.store import resolve_store
-    from alflow.workflow.launchpad import launchpad_file
-
     settings = load_settings(overrides={"store": args.store})
     uri, _ = resolve_store(  # pinned: the file is for later commands, keep the server up
         settings.store,
@@ -70,9 +65,6 @@ def _cmd_launchpad(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from alflow.store import connect
-    from alflow.store.legacy import import_legacy_store
-
     settings, store = _store_dir(args)
     connection = connect(store, settings=settings)
     counts = import_legacy_store(args.file, connection.client)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from alflow.errors import StoreError
+from alflow.settings import load_settings
 from alflow.store.legacy import LEGACY_FORMAT
 from alflow.store.server import LocalServer, ensure_server, has_data
 
@@ -145,8 +146,6 @@ def connect(
                 f"no alflow store at {path.resolve()} (run a campaign first, or pass --store)"
             )
     if settings is None:
-        from alflow.settings import load_settings
-
         settings = load_settings()
     uri, local = resolve_store(
         store, local_server=settings.local_server, server_port=settings.server_port

@@ -69,8 +69,8 @@ from ase.build import bulk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alflow.committee.testing import A_CU_A, copper_frames, train_side_by_side
 from alflow.config import MaceModelConfig, TrainingConfig
+from alflow.testing import A_CU_A, copper_frames, train_side_by_side
 
 SIZES = {32: 2, 108: 3, 256: 4}
 METHODS = ("single_mace", "mace_list", "alflow", "single_alflow", "shared_body")

@@ -60,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from committee_md import train_models  # the committee MD benchmark's models
 
-from alflow.committee.testing import A_CU_A
+from alflow.testing import A_CU_A
 
 REPEATS = {32: 2, 108: 3}
 METHODS = ("independent", "batched", "batched_one_member")

@@ -19,9 +19,9 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
-from alflow.committee.testing import A_CU_A, copper_frames, train_side_by_side
 from alflow.config import CampaignConfig, MaceModelConfig, TrainingConfig
 from alflow.errors import ExplorationError
+from alflow.testing import A_CU_A, copper_frames, train_side_by_side
 
 HAS_MACE = bool(importlib.util.find_spec("mace") and importlib.util.find_spec("torch"))
 
@@ -232,7 +232,7 @@ def test_builder_makes_one_md_firework_per_batch() -> None:
 
 
 def _explored(store: Any) -> dict[tuple[int, int], dict[str, Any]]:
-    docs = store.find_structures({"campaign": "batched", "status": "explored"})
+    docs = store.structures_of("batched", status="explored")
     return {(d["origin"]["walker"], d["origin"]["step"]): d for d in docs}
 
 

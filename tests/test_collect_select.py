@@ -1,7 +1,7 @@
 """select_for_labeling + collect_iteration on the test server with synthetic documents.
 
 Frames carry the documents the explore step writes (``uncertainty`` and
-``committee`` from :class:`alflow.committee.FakeCommittee`); labels come from
+``committee`` from :class:`alflow.testing.FakeCommittee`); labels come from
 the real label step with the EMT oracle.
 """
 
@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from ase.build import bulk
 
-from alflow.committee import FakeCommittee
 from alflow.config import CampaignConfig
 from alflow.settings import Settings
 from alflow.steps.collect import collect_iteration
@@ -20,6 +19,7 @@ from alflow.steps.context import StepContext
 from alflow.steps.label import label_structure
 from alflow.steps.select import AUDIT_REASON, select_for_labeling
 from alflow.structures import structure_key
+from alflow.testing import FakeCommittee
 
 CAMPAIGN = "sel"
 

@@ -11,8 +11,8 @@ from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.emt import EMT
 
-from alflow.committee.fake import FakeCommittee
 from alflow.committee.uncertainty import force_deviation_per_atom
+from alflow.testing import FakeCommittee
 
 
 def _cu(rattle_A: float = 0.05, seed: int = 1, strain: float = 0.0):
@@ -121,7 +121,7 @@ def test_invalid_arguments(kwargs: dict) -> None:
 def test_importing_committee_does_not_import_torch_or_mace() -> None:
     code = (
         "import sys, alflow.committee\n"
-        "from alflow.committee import FakeCommittee\n"
+        "from alflow.testing import FakeCommittee\n"
         "print('torch' in sys.modules, 'mace' in sys.modules)\n"
     )
     out = subprocess.run(

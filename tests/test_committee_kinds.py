@@ -284,12 +284,12 @@ def test_builder_chains_shared_body_members_after_member_0() -> None:
 @pytest.mark.slow  # one real MACE training of member 0 (~20-60 s on 2 busy cores)
 def test_train_step_fits_shared_body_members_on_member_0(store, server_settings, tmp_path) -> None:
     from alflow.committee import SharedBodyCalculator
-    from alflow.committee.testing import copper_frames
     from alflow.config import CampaignConfig
     from alflow.steps.context import StepContext
     from alflow.steps.label import label_structure, reference_energies
     from alflow.steps.train import train_committee_member
     from alflow.structures import structure_key
+    from alflow.testing import copper_frames
 
     config = CampaignConfig.model_validate(
         {

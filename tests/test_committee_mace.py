@@ -17,9 +17,9 @@ from ase import Atoms
 from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
-from alflow.committee.testing import A_CU_A, copper_frames, train_side_by_side
 from alflow.config import MaceModelConfig, TrainingConfig
 from alflow.errors import TrainingError
+from alflow.testing import A_CU_A, copper_frames, train_side_by_side
 
 HAS_MACE = bool(importlib.util.find_spec("mace") and importlib.util.find_spec("torch"))
 pytestmark = [

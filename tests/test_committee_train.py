@@ -275,7 +275,7 @@ def test_training_files_carry_ref_labels(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_copper_frames_are_seeded_and_labeled() -> None:
-    from alflow.committee.testing import copper_frames
+    from alflow.testing import copper_frames
 
     first, again = copper_frames(2, seed=3), copper_frames(2, seed=3)
     assert [len(a) for a in first] == [32, 32]
@@ -285,7 +285,7 @@ def test_copper_frames_are_seeded_and_labeled() -> None:
 
 
 def test_train_side_by_side_refuses_shared_seeds(tmp_path: Path) -> None:
-    from alflow.committee.testing import train_side_by_side
+    from alflow.testing import train_side_by_side
 
     frames = emt_frames(4)
     with pytest.raises(ValueError, match="different seeds"):
@@ -302,7 +302,7 @@ def tiny_committee(tmp_path_factory: pytest.TempPathFactory) -> list[TrainedMemb
     """Two tiny members trained side by side (one thread each)."""
     if not HAS_MACE:
         pytest.skip("mace-torch/torch not installed")
-    from alflow.committee.testing import train_side_by_side
+    from alflow.testing import train_side_by_side
 
     frames = emt_frames(12)
     root = tmp_path_factory.mktemp("committee")

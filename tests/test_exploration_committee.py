@@ -1,6 +1,6 @@
 """Cheap uncertainty-aware MD: one member propagates, the full committee runs at an interval.
 
-Uses alflow's torch-free :class:`~alflow.committee.FakeCommittee` (EMT plus
+Uses alflow's torch-free :class:`~alflow.testing.FakeCommittee` (EMT plus
 seeded, configuration-keyed member noise), so member forces and committee
 results are reproducible whatever the call order.
 """
@@ -13,10 +13,10 @@ from ase import Atoms
 from ase.build import bulk
 from pydantic import ValidationError
 
-from alflow.committee import FakeCommittee
 from alflow.config import ExplorationConfig
 from alflow.errors import ExplorationError
 from alflow.exploration import run_walker
+from alflow.testing import FakeCommittee
 
 WALKER = {
     "temperature_K": 600.0,

@@ -23,9 +23,9 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from alflow.committee.testing import A_CU_A, copper_frames
 from alflow.config import MaceModelConfig, TrainingConfig, validate_campaign
 from alflow.errors import ConfigError, TrainingError
+from alflow.testing import A_CU_A, copper_frames
 
 HAS_MACE = bool(importlib.util.find_spec("mace") and importlib.util.find_spec("torch"))
 pytestmark = [

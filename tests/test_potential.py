@@ -30,10 +30,10 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from alflow.committee.testing import copper_frames
 from alflow.config import CampaignConfig
 from alflow.errors import TrainingError
 from alflow.store.store import FINAL
+from alflow.testing import copper_frames
 
 HAS_MACE = bool(importlib.util.find_spec("mace") and importlib.util.find_spec("torch"))
 pytestmark = [

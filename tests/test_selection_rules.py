@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from alflow.committee import FakeCommittee
 from alflow.config import SelectionConfig
 from alflow.selection import (
     ACCURATE,
@@ -19,6 +18,7 @@ from alflow.selection import (
     select_candidates,
 )
 from alflow.structures import structure_key
+from alflow.testing import FakeCommittee
 
 
 def frames(n: int, stdev_A: float = 0.05):

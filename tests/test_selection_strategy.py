@@ -1,7 +1,7 @@
 """selection.strategy: random (alflow.steps.select_random) on the test server.
 
 Explored frames carry the documents the explore step writes (uncertainty and
-committee predictions from :class:`alflow.committee.FakeCommittee`); the
+committee predictions from :class:`alflow.testing.FakeCommittee`); the
 random strategy ignores them. Also the arithmetic of
 benchmarks/campaign_efficiency.py's labels-to-target figures.
 """
@@ -18,7 +18,6 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
-from alflow.committee import FakeCommittee
 from alflow.config import CampaignConfig
 from alflow.settings import Settings
 from alflow.steps.context import StepContext
@@ -26,6 +25,7 @@ from alflow.steps.label import label_structure
 from alflow.steps.select import select_for_labeling
 from alflow.steps.select_random import DRAWN_REASON, NOT_DRAWN_REASON
 from alflow.structures import structure_key
+from alflow.testing import FakeCommittee
 
 CAMPAIGN = "rnd"
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "campaign_efficiency.py"

@@ -10,10 +10,8 @@
   :func:`train_readouts` (a member's readouts on member 0's frozen body).
 - :func:`load_committee_of_kind`: the loader of a committee kind.
 - :mod:`alflow.committee.uncertainty`: force/energy deviations (numpy only).
-- :mod:`alflow.committee.fake`: :class:`FakeCommittee`, EMT plus seeded noise,
-  for tests without torch.
-- :mod:`alflow.committee.testing`: EMT copper frames and tiny members
-  trained side by side, for tests and benchmarks with real MACE.
+
+Test doubles (``FakeCommittee``, tiny copper members) are in :mod:`alflow.testing`.
 
 Nothing here imports torch or mace at import time.
 """
@@ -25,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from alflow.committee.calculator import CommitteeCalculator, load_committee
-from alflow.committee.fake import FakeCommittee
 from alflow.committee.readout_fit import train_readouts
 from alflow.committee.shared_body import SharedBodyCalculator, load_shared_body_committee
 from alflow.committee.train import TrainedMember, train_member
@@ -40,7 +37,6 @@ from alflow.errors import TrainingError
 __all__ = [
     "COMMITTEE_KINDS",
     "CommitteeCalculator",
-    "FakeCommittee",
     "SharedBodyCalculator",
     "TrainedMember",
     "committee_statistics",

@@ -348,7 +348,7 @@ def mace_structure_descriptors(calc: object, frames_atoms: Sequence[Atoms]) -> n
     calc
         A :class:`alflow.committee.CommitteeCalculator` (anything with
         ``models`` and ``_graph(atoms)``); other calculators (e.g.
-        :class:`alflow.committee.FakeCommittee`) give None.
+        :class:`alflow.testing.FakeCommittee`) give None.
     frames_atoms
         The structures.
 

@@ -134,7 +134,7 @@ def rescore_pending(
     calc
         ASE committee calculator returning ``forces_comm`` (M, N, 3) eV/Å
         (:class:`alflow.committee.CommitteeCalculator`,
-        :class:`alflow.committee.FakeCommittee`).
+        :class:`alflow.testing.FakeCommittee`).
     lo
         Lower bound of the current window, in the units of the score.
     selection

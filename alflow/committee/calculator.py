@@ -33,17 +33,15 @@ one model call per member, and :meth:`~CommitteeCalculator.evaluate_batch`
 evaluates the whole committee on a list of structures that way
 (:mod:`alflow.exploration.batched` drives walkers with it).
 
-mace and torch are imported when a committee is loaded, never at import time.
-Importing mace sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` process-wide and
-MACE code changes torch's default dtype; both are restored here.
+mace and torch are imported when a committee is loaded, never at import time,
+through :mod:`alflow.committee.mace_models` (which undoes mace's import side
+effects and reads the model files).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +51,9 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.data import chemical_symbols
 
+from alflow.committee.mace_models import import_mace as _import_mace  # also imported from here
+from alflow.committee.mace_models import load_mace_models
+from alflow.committee.mace_models import torch_dtype as mace_torch_dtype
 from alflow.committee.uncertainty import committee_statistics
 from alflow.errors import ExplorationError, TrainingError
 
@@ -60,42 +61,9 @@ __all__ = ["CommitteeCalculator", "MemberOutput", "load_committee", "member_resu
 
 logger = logging.getLogger(__name__)
 
-_ENV_WEIGHTS = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
-
 #: One member's output for one structure: energy (eV), forces (N, 3) eV/Å and
 #: Voigt stress (6,) eV/Å³ (None when not computed).
 MemberOutput = tuple[float, np.ndarray, "np.ndarray | None"]
-
-
-def _import_mace() -> Any:
-    """Import the mace modules needed for loading and evaluating, without side effects."""
-    import torch
-
-    saved_env = os.environ.get(_ENV_WEIGHTS)
-    saved_dtype = torch.get_default_dtype()
-    try:
-        with warnings.catch_warnings():
-            # e3nn loads its constants with torch.load while mace's variable is set
-            warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
-            warnings.filterwarnings("ignore", message=".*[Cc]uequivariance.*")
-            import mace.data
-            import mace.modules  # (its classes are needed to unpickle models)
-            import mace.tools.torch_geometric
-    finally:
-        torch.set_default_dtype(saved_dtype)
-        if saved_env is None:
-            os.environ.pop(_ENV_WEIGHTS, None)
-        else:
-            os.environ[_ENV_WEIGHTS] = saved_env
-    return mace
-
-
-def _torch_dtype(dtype: str) -> Any:
-    import torch
-
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return torch.float32 if dtype == "float32" else torch.float64
 
 
 def member_results(
@@ -163,7 +131,7 @@ class CommitteeCalculator(Calculator):
         if propagator is not None and not 0 <= propagator < len(models):
             raise ValueError(f"propagator must be a member index < {len(models)}, got {propagator}")
         mace = _import_mace()
-        torch_dtype = _torch_dtype(dtype)
+        torch_dtype = mace_torch_dtype(dtype)
         self._mace = mace
         self.device = device
         self.dtype = dtype
@@ -459,36 +427,8 @@ def load_committee(
         A file is missing or is not a loadable MACE model (the message names
         the file), or the members do not fit together.
     """
-    import torch
-
-    _import_mace()
     paths = [Path(p) for p in model_paths]
-    if not paths:
-        raise TrainingError("no model files given")
-    models = []
-    saved_dtype = torch.get_default_dtype()
-    try:
-        for path in paths:
-            if not path.is_file():
-                raise TrainingError(f"model file not found: {path}")
-            try:
-                model = torch.load(path, map_location=device, weights_only=False)
-            except Exception as exc:  # torch/pickle raise many kinds for a bad file
-                raise TrainingError(
-                    f"cannot load MACE model {path}: {type(exc).__name__}: {exc}"
-                ) from exc
-            if not (
-                isinstance(model, torch.nn.Module)
-                and hasattr(model, "r_max")
-                and hasattr(model, "atomic_numbers")
-            ):
-                raise TrainingError(
-                    f"cannot load MACE model {path}: it holds a {type(model).__name__}, "
-                    "not a MACE module"
-                )
-            models.append(model)
-    finally:
-        torch.set_default_dtype(saved_dtype)
+    models = load_mace_models(paths, device)
     try:
         return CommitteeCalculator(
             models,

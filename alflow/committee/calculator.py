@@ -54,7 +54,7 @@ from ase.data import chemical_symbols
 from alflow.committee.mace_models import import_mace as _import_mace  # also imported from here
 from alflow.committee.mace_models import load_mace_models
 from alflow.committee.mace_models import torch_dtype as mace_torch_dtype
-from alflow.committee.uncertainty import committee_statistics
+from alflow.committee.uncertainty import committee_statistics, stress_wanted
 from alflow.errors import ExplorationError, TrainingError
 
 __all__ = ["CommitteeCalculator", "MemberOutput", "load_committee", "member_results"]
@@ -316,12 +316,10 @@ class CommitteeCalculator(Calculator):
         forces = np.stack([o[1] for o in ordered])
         if not (np.all(np.isfinite(energies)) and np.all(np.isfinite(forces))):
             logger.warning("committee returned non-finite energies or forces")
-        results = committee_statistics(energies, forces)
+        stresses = None
         if all(o[2] is not None for o in ordered):
             stresses = np.stack([o[2] for o in ordered])
-            results["stress"] = stresses.mean(axis=0)
-            results["stress_comm"] = stresses
-        return results
+        return committee_statistics(energies, forces, stresses)
 
     def calculate(
         self,
@@ -337,11 +335,7 @@ class CommitteeCalculator(Calculator):
 
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        want_stress = "stress" in properties or (self.always_stress and atoms.pbc.all())
-        if want_stress and not atoms.pbc.all():
-            raise PropertyNotImplementedError(
-                "stress needs a cell periodic in all three directions"
-            )
+        want_stress = stress_wanted(atoms, properties, self.always_stress)
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         self._batch = self._graph(atoms)

@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.calculator import Calculator, all_changes
 
 from alflow.committee.calculator import CommitteeCalculator, load_committee, member_results
-from alflow.committee.uncertainty import committee_statistics
+from alflow.committee.uncertainty import committee_statistics, stress_wanted
 from alflow.errors import TrainingError
 
 __all__ = ["BODY_MODULES", "SharedBodyCalculator", "body_mismatch", "load_shared_body_committee"]
@@ -266,14 +266,13 @@ class SharedBodyCalculator(CommitteeCalculator):
             forces = np.zeros((self.n_members, 0, 3))
         if not (np.all(np.isfinite(energies)) and np.all(np.isfinite(forces))):
             logger.warning("committee returned non-finite energies or forces")
-        results = committee_statistics(energies, forces)
+        stresses = None
+        if all(self._member_forces[m][1] is not None for m in members):
+            stresses = np.stack([self._member_forces[m][1] for m in members])
+        results = committee_statistics(energies, forces, stresses)
         atom_std = np.stack([self._atom_energies_eV[m] for m in members]).std(axis=0)
         results["atom_energy_std"] = atom_std
         results["max_atom_energy_dev"] = float(atom_std.max()) if n_atoms else 0.0
-        if all(self._member_forces[m][1] is not None for m in members):
-            stresses = np.stack([self._member_forces[m][1] for m in members])
-            results["stress"] = stresses.mean(axis=0)
-            results["stress_comm"] = stresses
         return results
 
     # ----------------------------------------------------------------- ASE interface
@@ -292,11 +291,7 @@ class SharedBodyCalculator(CommitteeCalculator):
 
         Calculator.calculate(self, atoms, properties, system_changes)
         atoms = self.atoms
-        want_stress = "stress" in properties or (self.always_stress and atoms.pbc.all())
-        if want_stress and not atoms.pbc.all():
-            raise PropertyNotImplementedError(
-                "stress needs a cell periodic in all three directions"
-            )
+        want_stress = stress_wanted(atoms, properties, self.always_stress)
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         self._batch = self._graph(atoms)

@@ -8,9 +8,12 @@ frame's score is the largest value over its atoms. Population statistics
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import PropertyNotImplementedError
 
 __all__ = [
     "MIN_MEMBERS",
@@ -93,8 +96,10 @@ def energy_deviation_per_atom(energy_comm: np.ndarray, n_atoms: int) -> float:
     return float(np.std(energies) / n_atoms)
 
 
-def committee_statistics(energy_comm: np.ndarray, forces_comm: np.ndarray) -> dict[str, Any]:
-    """The committee result keys of every member's energy and forces.
+def committee_statistics(
+    energy_comm: np.ndarray, forces_comm: np.ndarray, stress_comm: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The committee result keys of every member's energy, forces and (optionally) stress.
 
     Parameters
     ----------
@@ -102,6 +107,8 @@ def committee_statistics(energy_comm: np.ndarray, forces_comm: np.ndarray) -> di
         Total energy of every member, shape (M,), eV.
     forces_comm
         Forces of every member, shape (M, N, 3), eV/Å.
+    stress_comm
+        Voigt stress of every member, shape (M, 6), eV/Å³; None: no stress keys.
 
     Returns
     -------
@@ -110,7 +117,8 @@ def committee_statistics(energy_comm: np.ndarray, forces_comm: np.ndarray) -> di
         committee means; ``energy_comm`` and ``forces_comm`` (the arrays
         given, not copied); ``energy_std`` (eV, population standard
         deviation); ``forces_std`` (N,) eV/Å (:func:`force_deviation_per_atom`)
-        and ``max_force_dev`` (eV/Å, 0.0 for a frame without atoms).
+        and ``max_force_dev`` (eV/Å, 0.0 for a frame without atoms); with
+        ``stress_comm`` also ``stress`` (the mean) and ``stress_comm``.
 
     Raises
     ------
@@ -118,7 +126,7 @@ def committee_statistics(energy_comm: np.ndarray, forces_comm: np.ndarray) -> di
         ``forces_comm`` is not (M, N, 3) with M >= 1.
     """
     forces_std = force_deviation_per_atom(forces_comm)
-    return {
+    results = {
         "energy": float(energy_comm.mean()),
         "free_energy": float(energy_comm.mean()),
         "forces": forces_comm.mean(axis=0),
@@ -128,3 +136,24 @@ def committee_statistics(energy_comm: np.ndarray, forces_comm: np.ndarray) -> di
         "forces_std": forces_std,
         "max_force_dev": float(forces_std.max()) if forces_std.size else 0.0,
     }
+    if stress_comm is not None:
+        results["stress"] = stress_comm.mean(axis=0)
+        results["stress_comm"] = stress_comm
+    return results
+
+
+def stress_wanted(atoms: Atoms, properties: Sequence[str], always_stress: bool = False) -> bool:
+    """Whether a committee calculator computes stress for this call.
+
+    Stress is computed when asked for, or with ``always_stress`` (NPT) on a
+    cell periodic in all three directions.
+
+    Raises
+    ------
+    PropertyNotImplementedError
+        Stress is asked for on a cell that is not periodic in all three directions.
+    """
+    periodic = bool(atoms.pbc.all())
+    if "stress" in properties and not periodic:
+        raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+    return "stress" in properties or (always_stress and periodic)

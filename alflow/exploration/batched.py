@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ase import Atoms
-from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.calculator import Calculator, all_changes
 
 from alflow.committee.calculator import member_results
+from alflow.committee.uncertainty import stress_wanted
 from alflow.errors import ExplorationError
 from alflow.exploration.options import WalkerOptions, resolve_options
 from alflow.exploration.walker import WalkerResult, run_walker
@@ -261,11 +262,7 @@ class BatchedWalkerCalculator(Calculator):
         """Evaluate the propagating member (or the committee) in the next batched round."""
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        want_stress = "stress" in properties or (self.always_stress and atoms.pbc.all())
-        if want_stress and not atoms.pbc.all():
-            raise PropertyNotImplementedError(
-                "stress needs a cell periodic in all three directions"
-            )
+        want_stress = stress_wanted(atoms, properties, self.always_stress)
         members = list(range(self.n_members)) if self.propagator is None else [self.propagator]
         self._graph, outputs = self.evaluator.submit(
             self.walker, members=members, stress=want_stress, atoms=atoms

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 
-from alflow.committee.uncertainty import committee_statistics
+from alflow.committee.uncertainty import committee_statistics, stress_wanted
 
 __all__ = ["FakeCommittee"]
 
@@ -155,11 +155,7 @@ class FakeCommittee(Calculator):
         """EMT plus seeded member noise (see the class notes for the results)."""
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        want_stress = "stress" in properties
-        if want_stress and not atoms.pbc.all():
-            raise PropertyNotImplementedError(
-                "stress needs a cell periodic in all three directions"
-            )
+        want_stress = stress_wanted(atoms, properties)
         committee = self._committee(atoms, want_stress)
         if self.propagator is None:
             self.committee_evaluations += 1

@@ -234,6 +234,37 @@ class CommitteeCalculator(Calculator):
         for m in members:
             self._member_outputs[m] = self._forward(m, self._batch, want_stress)[0]
 
+    def structure_descriptors(self, structures: Sequence[Atoms]) -> np.ndarray:
+        """Mean invariant node features of each structure, from member 0 (for diversity).
+
+        The invariant (L = 0) channels of every interaction layer (mace's
+        ``extract_invariant``, as ``MACECalculator.get_descriptors`` takes
+        them), averaged over the structure's atoms; shape (n, d). Each
+        structure is its own model call, so a frame's descriptor does not
+        depend on the others.
+        """
+        import torch
+
+        if len(structures) == 0:
+            return np.zeros((0, 0))
+        model = self.models[0]
+        irreps_out = model.products[0].linear.irreps_out
+        l_max = int(irreps_out.lmax)
+        n_invariant = int(irreps_out.dim) // (l_max + 1) ** 2
+        extract = self._mace.modules.utils.extract_invariant
+        rows = []
+        for atoms in structures:
+            with torch.no_grad():
+                out = model(dict(self._graph(atoms)), training=False, compute_force=False)
+            feats = extract(
+                out["node_feats"],
+                num_layers=int(model.num_interactions),
+                num_features=n_invariant,
+                l_max=l_max,
+            )
+            rows.append(feats.mean(dim=0).detach().cpu().double().numpy())
+        return np.stack(rows)
+
     def run_members_batch(
         self,
         graphs: Sequence[Any],

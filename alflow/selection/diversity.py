@@ -346,43 +346,24 @@ def mace_structure_descriptors(calc: object, frames_atoms: Sequence[Atoms]) -> n
     Parameters
     ----------
     calc
-        A :class:`alflow.committee.CommitteeCalculator` (anything with
-        ``models`` and ``_graph(atoms)``); other calculators (e.g.
-        :class:`alflow.testing.FakeCommittee`) give None.
+        A committee with ``structure_descriptors``
+        (:meth:`alflow.committee.CommitteeCalculator.structure_descriptors`);
+        other calculators (e.g. :class:`alflow.testing.FakeCommittee`) give None.
     frames_atoms
         The structures.
 
     Returns
     -------
     numpy.ndarray or None
-        Shape (n, d): the invariant (L = 0) channels of every interaction
-        layer, averaged over atoms; None when the calculator has no MACE
-        models or the evaluation fails (the caller falls back to
+        Shape (n, d); None when the calculator has no MACE descriptors or
+        their evaluation fails (the caller falls back to
         :func:`soap_free_descriptor`).
     """
-    models = getattr(calc, "models", None)
-    graph = getattr(calc, "_graph", None)
-    if not models or graph is None:
+    describe = getattr(calc, "structure_descriptors", None)
+    if describe is None:
         return None
-    if len(frames_atoms) == 0:
-        return np.zeros((0, 0))
     try:
-        import torch
-
-        model = models[0]
-        irreps_out = model.products[0].linear.irreps_out
-        l_max = int(irreps_out.lmax)
-        n_invariant = int(irreps_out.dim) // (l_max + 1) ** 2
-        n_layers = int(model.num_interactions)
-        rows = []
-        for atoms in frames_atoms:
-            batch = graph(atoms)
-            with torch.no_grad():
-                feats = model(dict(batch), training=False, compute_force=False)["node_feats"]
-            block = (l_max + 1) ** 2 * n_invariant
-            parts = [feats[:, i * block : i * block + n_invariant] for i in range(n_layers)]
-            rows.append(torch.cat(parts, dim=-1).mean(dim=0).detach().cpu().double().numpy())
-        return np.stack(rows)
+        return describe(frames_atoms)
     except Exception as exc:  # any failure of the optional path falls back to RDF
         logger.warning("MACE descriptors unavailable (%s); falling back to RDF descriptors", exc)
         return None

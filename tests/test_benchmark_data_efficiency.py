@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+import step_helpers  # tests/ is on sys.path
 
 PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "data_efficiency.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("data_efficiency", PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with step_helpers.benchmark_module("data_efficiency") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def curve(*points):

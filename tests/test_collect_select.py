@@ -10,15 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import step_helpers  # tests/ is on sys.path
 from ase.build import bulk
 
-from alflow.config import CampaignConfig
-from alflow.settings import Settings
 from alflow.steps.collect import collect_iteration
-from alflow.steps.context import StepContext
 from alflow.steps.label import label_structure
 from alflow.steps.select import AUDIT_REASON, select_for_labeling
-from alflow.structures import structure_key
 from alflow.testing import FakeCommittee
 
 CAMPAIGN = "sel"
@@ -27,49 +24,19 @@ CAMPAIGN = "sel"
 def make_ctx(
     store, tmp_path, selection: dict[str, Any] | None = None, loop: dict[str, Any] | None = None
 ):
-    config = CampaignConfig.model_validate(
-        {
-            "name": CAMPAIGN,
-            "initial": {"structures": [{"kind": "bulk", "symbol": "Cu"}]},
-            "selection": {"descriptor": "rdf", **(selection or {})},
-            "loop": {"max_iterations": 5, "max_dft_labels": 100, **(loop or {})},
-        }
-    )
-    store.register_campaign(config)
-    return StepContext(store=store, config=config, settings=Settings(), workdir=tmp_path), None
+    selection = {"descriptor": "rdf", **(selection or {})}
+    return step_helpers.make_ctx(store, tmp_path, CAMPAIGN, selection, loop), None
 
 
 def add_frames(ctx, iteration: int, n: int, stdev_A: float, noise_eV_A: float, seed: int = 0):
     """Explored frames with FakeCommittee uncertainty; return their keys."""
-    committee = FakeCommittee(3, noise_eV_A=noise_eV_A, seed=seed)
-    frames, keys, extras = [], [], []
+    frames = []
     for i in range(n):
         atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1))
         atoms.rattle(stdev_A, seed=1000 * iteration + 10 * seed + i)
-        probe = atoms.copy()
-        probe.calc = committee
-        forces = probe.get_forces()
         frames.append(atoms)
-        keys.append(structure_key(atoms))
-        extras.append(
-            {
-                "uncertainty": {"max_force_dev_eV_A": probe.calc.results["max_force_dev"]},
-                "committee": {
-                    "energy_eV": probe.get_potential_energy(),
-                    "forces_eV_A": forces.tolist(),
-                },
-            }
-        )
-    ctx.store.add_structures(
-        CAMPAIGN,
-        frames,
-        keys,
-        iteration=iteration,
-        status="explored",
-        origins=[{"kind": "walker", "iteration": iteration, "walker": 0}] * n,
-        extras=extras,
-    )
-    return keys
+    committee = FakeCommittee(3, noise_eV_A=noise_eV_A, seed=seed)
+    return step_helpers.store_explored(ctx, iteration, frames, committee)
 
 
 def label_all(ctx, iteration: int, keys):

@@ -8,18 +8,15 @@ benchmarks/campaign_efficiency.py's labels-to-target figures.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import step_helpers  # tests/ is on sys.path
 from ase import Atoms
 from ase.build import bulk
 
-from alflow.config import CampaignConfig
-from alflow.settings import Settings
 from alflow.steps.context import StepContext
 from alflow.steps.label import label_structure
 from alflow.steps.select import select_for_labeling
@@ -37,16 +34,8 @@ def make_ctx(
     selection: dict[str, Any] | None = None,
     loop: dict[str, Any] | None = None,
 ) -> StepContext:
-    config = CampaignConfig.model_validate(
-        {
-            "name": CAMPAIGN,
-            "initial": {"structures": [{"kind": "bulk", "symbol": "Cu"}]},
-            "selection": {"strategy": "random", "max_per_iteration": 4, **(selection or {})},
-            "loop": {"max_iterations": 5, "max_dft_labels": 100, **(loop or {})},
-        }
-    )
-    store.register_campaign(config)
-    return StepContext(store=store, config=config, settings=Settings(), workdir=tmp_path)
+    selection = {"strategy": "random", "max_per_iteration": 4, **(selection or {})}
+    return step_helpers.make_ctx(store, tmp_path, CAMPAIGN, selection, loop)
 
 
 def frames(n: int, seed: int = 0, squeeze_every: int = 0) -> list[Atoms]:
@@ -64,31 +53,7 @@ def frames(n: int, seed: int = 0, squeeze_every: int = 0) -> list[Atoms]:
 def add_explored(ctx: StepContext, iteration: int, atoms_list: list[Atoms]) -> list[str]:
     """Store ``atoms_list`` as explored frames of ``iteration``; return their keys."""
     committee = FakeCommittee(3, noise_eV_A=0.05, seed=iteration)
-    keys, extras = [], []
-    for atoms in atoms_list:
-        probe = atoms.copy()
-        probe.calc = committee
-        forces = probe.get_forces()
-        keys.append(structure_key(atoms))
-        extras.append(
-            {
-                "uncertainty": {"max_force_dev_eV_A": probe.calc.results["max_force_dev"]},
-                "committee": {
-                    "energy_eV": probe.get_potential_energy(),
-                    "forces_eV_A": forces.tolist(),
-                },
-            }
-        )
-    ctx.store.add_structures(
-        CAMPAIGN,
-        atoms_list,
-        keys,
-        iteration=iteration,
-        status="explored",
-        origins=[{"kind": "walker", "iteration": iteration, "walker": 0}] * len(keys),
-        extras=extras,
-    )
-    return keys
+    return step_helpers.store_explored(ctx, iteration, atoms_list, committee)
 
 
 def statuses(ctx: StepContext, keys: list[str]) -> dict[str, tuple[str, str | None]]:
@@ -173,14 +138,8 @@ def test_committee_strategy_records_its_name(tmp_path, new_store):
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("campaign_efficiency", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with step_helpers.benchmark_module("campaign_efficiency") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def point(labels: float, rmse: float) -> dict[str, float]:

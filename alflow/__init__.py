@@ -13,6 +13,8 @@ __all__ = ["load_potential"]
 
 def __getattr__(name: str) -> Any:
     if name == "load_potential":
+        # lazy: every ``import alflow.X`` runs this file; alflow.potential pulls in
+        # ase, pymongo and alflow.committee
         from alflow.potential import load_potential
 
         return load_potential

@@ -20,7 +20,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from alflow.config import load_campaign
 from alflow.errors import AlflowError
+from alflow.report.status import campaign_status, format_status
+from alflow.settings import load_settings
+from alflow.store import mask_uri, open_reader, open_store
+from alflow.workflow.launchpad import open_launchpad
+
+# Imported inside functions: alflow.workflow.runner and .submit (when their command
+# runs) pull in fireworks, the subcommand modules (in build_parser) scipy and torch's
+# owner alflow.committee; ``import alflow.cli`` stays free of them.
 
 __all__ = ["main"]
 
@@ -56,14 +65,10 @@ def _clock(seconds: float) -> str:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from alflow.settings import load_settings
-
     return load_settings(overrides={"store": getattr(args, "store", None)})
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from alflow.config import load_campaign
-    from alflow.store import mask_uri
     from alflow.workflow.runner import FireworkDone, run_campaign
 
     config = load_campaign(args.campaign)
@@ -91,9 +96,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from alflow.config import load_campaign
-    from alflow.store import open_store
-    from alflow.workflow.launchpad import open_launchpad
     from alflow.workflow.submit import prepare_campaign, submit_campaign
 
     config = load_campaign(args.campaign)
@@ -110,9 +112,6 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from alflow.report.status import campaign_status, format_status
-    from alflow.store import open_reader
-
     store = open_reader(settings=_settings(args))
     names = [args.campaign] if args.campaign else store.campaign_names()
     reports = [campaign_status(store, name) for name in names]

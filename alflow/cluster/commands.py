@@ -13,20 +13,23 @@ import sys
 import time
 from pathlib import Path
 
+from alflow.cluster.init import ClusterOptions, write_cluster_files
+from alflow.config import load_campaign
+from alflow.settings import load_settings
+
+# alflow.workflow.dispatch and .runner are imported when run-offline runs: they
+# pull in fireworks, and this module is imported by every ``alflow`` command.
+
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
 
 def _cmd_init_cluster(args: argparse.Namespace) -> int:
-    from alflow.cluster.init import ClusterOptions, write_cluster_files
-
     campaign = None
     dft_ranks = args.dft_ranks
     walltime = "01:00:00"
     if args.campaign:
-        from alflow.config import load_campaign
-
         config = load_campaign(args.campaign)
         campaign = config.name
         queue = config.labeling.queue
@@ -64,8 +67,6 @@ def _cmd_init_cluster(args: argparse.Namespace) -> int:
 
 
 def _cmd_run_offline(args: argparse.Namespace) -> int:
-    from alflow.config import load_campaign
-    from alflow.settings import load_settings
     from alflow.workflow.dispatch import QueueOptions
     from alflow.workflow.runner import run_campaign
 

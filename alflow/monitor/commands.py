@@ -7,6 +7,13 @@ import logging
 import sys
 from typing import Any
 
+from alflow.monitor.live import LiveStore
+from alflow.monitor.webgui import check_bind, create_app, make_server
+from alflow.query.api import connect_reader
+from alflow.report.write import write_report
+from alflow.settings import load_settings
+from alflow.store import Store
+
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
@@ -18,15 +25,10 @@ _STORE_HELP = (
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from alflow.settings import load_settings
-
     return load_settings(overrides={"store": getattr(args, "store", None)})
 
 
 def _cmd_webgui(args: argparse.Namespace) -> int:
-    from alflow.monitor.live import LiveStore
-    from alflow.monitor.webgui import check_bind, create_app, make_server
-
     check_bind(args.host, args.username, args.password)
     settings = _settings(args)
     live = LiveStore(
@@ -51,10 +53,6 @@ def _cmd_webgui(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from alflow.query.api import connect_reader
-    from alflow.report.write import write_report
-    from alflow.store import Store
-
     settings = _settings(args)
     connection = connect_reader(settings.store, settings=settings)
     store = Store(connection.client[settings.store_name])  # read only: no indexes created

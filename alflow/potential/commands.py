@@ -13,6 +13,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from alflow.potential.card import format_size
+from alflow.potential.export import export_potential
+from alflow.store import open_reader
+
 __all__ = ["register"]
 
 _STORE_HELP = (
@@ -22,10 +26,6 @@ _STORE_HELP = (
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from alflow.potential.card import format_size
-    from alflow.potential.export import export_potential
-    from alflow.store import open_reader
-
     store = open_reader(args.store)
     result = export_potential(
         store, args.campaign, args.out, force=args.force, lammps=not args.no_lammps

@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from alflow.errors import ConfigError
+from alflow.potential.load import final_record
+from alflow.settings import load_settings
+from alflow.steps.context import StepContext
+from alflow.store import open_reader
+from alflow.validation.run import validate_potential
+from alflow.validation.summary import format_validation
 
 __all__ = ["register"]
 
@@ -38,13 +44,6 @@ def _out_dir(args: argparse.Namespace) -> Path:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from alflow.potential.load import final_record
-    from alflow.settings import load_settings
-    from alflow.steps.context import StepContext
-    from alflow.store import open_reader
-    from alflow.validation.run import validate_potential
-    from alflow.validation.summary import format_validation
-
     settings = load_settings(overrides={"store": args.store})
     store = open_reader(settings=settings)
     final_record(store, args.campaign)  # unknown campaign, no final fit: one clear line

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from alflow.query.api import connect_reader
 from alflow.store import Connection, Store
 from alflow.workflow.views import reader_launchpad
 
@@ -70,8 +71,6 @@ class LiveStore:
         settings: Any | None = None,
         timeout_s: float = 10.0,
     ) -> None:
-        from alflow.query.api import connect_reader
-
         self.store = store
         self.store_name = store_name
         self.launchpad_name = launchpad_name

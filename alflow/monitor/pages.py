@@ -17,6 +17,9 @@ from collections import OrderedDict
 from typing import Any
 
 from alflow.errors import StoreError
+from alflow.report.plots import FIGURES, render_figure, render_validation_figure, validation_figures
+from alflow.report.summary import core_hours, iteration_rows, learning_curve
+from alflow.validation.figures import VALIDATION_FIGURES
 from alflow.workflow.views import campaign_workflows, workflow_states
 
 __all__ = ["FigureCache", "VersionCache", "blueprint", "campaign_version"]
@@ -132,9 +135,6 @@ def _campaign_context(view: Any, name: str, version: str) -> dict[str, Any]:
     """What the campaign page shows: status, cost, iterations, workflows, figures, validation."""
     from flask import url_for
 
-    from alflow.report.plots import FIGURES, validation_figures
-    from alflow.report.summary import core_hours, iteration_rows, learning_curve
-
     store = view.store
     doc = store.campaign(name)
     cost = core_hours(store, name)
@@ -179,12 +179,6 @@ def blueprint() -> Any:
         render_template,
     )
 
-    from alflow.report.plots import (
-        FIGURES,
-        render_figure,
-        render_validation_figure,
-    )
-
     pages = Blueprint("alflow", __name__, url_prefix="/alflow", template_folder="templates")
 
     def state() -> Any:
@@ -226,8 +220,6 @@ def blueprint() -> Any:
 
     @pages.route("/<name>/<figure>.png")
     def figure(name: str, figure: str) -> Any:
-        from alflow.validation.figures import VALIDATION_FIGURES
-
         if figure not in FIGURES and figure not in VALIDATION_FIGURES:
             abort(404, description=f"no figure '{figure}'")
         draw = render_figure if figure in FIGURES else render_validation_figure

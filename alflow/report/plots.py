@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from alflow.errors import StoreError
 from alflow.report.summary import (
     CoreHours,
     LearningCurve,
@@ -27,6 +28,7 @@ from alflow.report.summary import (
     uncertainty_data,
 )
 from alflow.store import Store
+from alflow.validation.figures import VALIDATION_FIGURES, validation_png
 
 __all__ = [
     "FIGURES",
@@ -264,8 +266,6 @@ def render_figure(store: Store, campaign: str, name: str) -> bytes:
 
 def validation_figures(store: Store, campaign: str) -> list[tuple[str, str]]:
     """(name, title) of the validation figures; empty until ``alflow validate`` has run."""
-    from alflow.validation.figures import VALIDATION_FIGURES
-
     if store.validation(campaign) is None:
         return []
     return [(name, title) for name, (title, _) in VALIDATION_FIGURES.items()]
@@ -281,9 +281,6 @@ def render_validation_figure(store: Store, campaign: str, name: str) -> bytes:
     StoreError
         No such campaign, or no validation yet.
     """
-    from alflow.errors import StoreError
-    from alflow.validation.figures import validation_png
-
     doc = store.validation(campaign)
     if doc is None:
         raise StoreError(f"campaign '{campaign}' has no validation yet: run 'alflow validate'")

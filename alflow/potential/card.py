@@ -27,6 +27,9 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from alflow.errors import AlflowError
+from alflow.labeling import make_labeler
+from alflow.settings import Settings
 from alflow.store import Store
 
 __all__ = ["CARD_FORMAT", "build_card", "format_size", "package_versions", "render_markdown"]
@@ -53,10 +56,6 @@ def package_versions() -> dict[str, str | None]:
 
 def _reference_method(store: Store, campaign: str, record: Mapping[str, Any]) -> dict[str, Any]:
     """Code, parameters and parameters hash of the labels the committee was fitted to."""
-    from alflow.errors import AlflowError
-    from alflow.labeling import make_labeler
-    from alflow.settings import Settings
-
     oracle = store.campaign_config(campaign).labeling.oracle
     method: dict[str, Any] = {
         "code": oracle.code,

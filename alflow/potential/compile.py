@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from alflow.committee.helper_run import subprocess_env
 from alflow.errors import TrainingError
 from alflow.potential.card import LAMMPS_DTYPE
 from alflow.procutil import die_with_parent
@@ -31,9 +32,7 @@ CHILD_TIMEOUT_S = 900.0
 
 
 def _child_env() -> dict[str, str]:
-    from alflow.committee.helper_run import subprocess_env as _subprocess_env
-
-    return _subprocess_env(1)
+    return subprocess_env(1)
 
 
 def _run_child(cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -46,11 +46,13 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
+from alflow.committee.training_set import ENERGY_KEY, FORCES_KEY, STRESS_KEY, to_training_atoms
 from alflow.contacts import mark_short_range
 from alflow.errors import AlflowError
 from alflow.potential.card import LAMMPS_DTYPE, build_card, render_markdown
 from alflow.potential.compile import inspect_and_compile
 from alflow.potential.load import final_record
+from alflow.steps.train import training_set_fingerprint
 from alflow.store import Store
 from alflow.store.store import FINAL
 from alflow.workcache import sha256_file
@@ -134,8 +136,6 @@ def _final_models(store: Store, campaign: str, record: dict[str, Any]) -> list[d
 
 def _training_frames(store: Store, campaign: str, record: dict[str, Any]) -> list[Atoms]:
     """The labels the final fit trained on; refuses labels that changed since."""
-    from alflow.steps.train import training_set_fingerprint
-
     frames = store.labeled_frames(campaign, record["parameters_hash"])
     digest = training_set_fingerprint([a.info["key"] for a in frames])
     if digest != record.get("training_set_sha256"):
@@ -198,8 +198,6 @@ def _by_z(item: tuple[str, float]) -> int:
 
 def _isolated_atoms(e0s_eV: dict[str, float]) -> list[Atoms]:
     """One ``config_type=IsolatedAtom`` frame per element, as MACE reads E0s."""
-    from alflow.committee.train import ENERGY_KEY, FORCES_KEY
-
     frames = []
     for symbol, energy in e0s_eV.items():
         atoms = Atoms(symbol, cell=[ISOLATED_BOX_A] * 3, pbc=False)
@@ -223,12 +221,9 @@ def write_training_set(
     """
     from ase.io import write
 
-    from alflow.committee.training_set import ENERGY_KEY, FORCES_KEY, STRESS_KEY
-    from alflow.committee.training_set import to_training_atoms as _to_training_atoms
-
     labeled = []
     for atoms in frames:
-        plain = _to_training_atoms(atoms)
+        plain = to_training_atoms(atoms)
         plain.info.setdefault("config_type", "Default")  # (MACE's default; kept if set)
         plain.info["alflow_key"] = atoms.info["key"]
         plain.info["alflow_iteration"] = int(atoms.info["iteration"])

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from alflow.committee import load_committee
 from alflow.errors import TrainingError
 from alflow.potential.export import CARD_JSON, ExportError
 from alflow.workcache import sha256_file
@@ -86,8 +87,6 @@ def load_exported(directory: str | Path, device: str = "cpu", dtype: str | None 
     TrainingError
         A model file is missing, tampered with or not loadable.
     """
-    from alflow.committee import load_committee
-
     card = read_card(directory)
     paths = verified_model_paths(directory)
     dtype = dtype or card.get("potential", {}).get("dtype") or "float32"

@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from alflow.committee import load_committee
 from alflow.errors import StoreError
 from alflow.store import Store, open_reader
 from alflow.store.store import FINAL
@@ -70,8 +71,6 @@ def load_potential(
     TrainingError
         A model file whose sha256 does not match the store's record.
     """
-    from alflow.committee import load_committee
-
     if not isinstance(store, Store):
         store = open_reader(str(store))
     if campaign is None:

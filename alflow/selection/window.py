@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
+from alflow.calibration import relative_deviation
+from alflow.committee.uncertainty import max_force_deviation
 from alflow.config import SelectionConfig
 
 __all__ = [
@@ -89,8 +91,6 @@ def score_frames(
         return deviation
     if mean_forces_eV_A is None or len(mean_forces_eV_A) != len(deviation):
         raise ValueError("the relative deviation needs the committee-mean forces of every frame")
-    from alflow.calibration import relative_deviation
-
     norms = np.array(
         [
             float(np.linalg.norm(np.asarray(f, dtype=float).reshape(-1, 3), axis=1).mean())
@@ -145,8 +145,6 @@ def rescore_pending(
     Rescore
         A frame the committee cannot evaluate (NaN) is kept.
     """
-    from alflow.committee.uncertainty import max_force_deviation
-
     n = len(frames_atoms)
     deviation = np.full(n, np.nan)
     mean_forces: list[np.ndarray] = []

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alflow.committee import load_committee_of_kind
 from alflow.committee.uncertainty import MIN_MEMBERS
 from alflow.config import CampaignConfig
 from alflow.contacts import ContactLimits
@@ -93,8 +94,6 @@ class StepContext:
         ``always_stress``); device, dtype and threads come from the settings
         and the campaign.
         """
-        from alflow.committee import load_committee_of_kind
-
         paths = [self.store.fetch_model(m["_id"], self.workdir / "models") for m in models]
         return load_committee_of_kind(
             self.config.committee.kind,

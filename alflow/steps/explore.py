@@ -17,7 +17,7 @@ from ase import Atoms
 from alflow.committee.uncertainty import MIN_MEMBERS
 from alflow.contacts import ContactLimits
 from alflow.errors import ExplorationError
-from alflow.exploration import WalkerOptions, WalkerResult, run_walker, walker_plan
+from alflow.exploration import WalkerOptions, WalkerResult, batched, run_walker, walker_plan
 from alflow.steps.context import StepContext
 from alflow.store.store import as_float_list
 from alflow.structures import atoms_from_doc, build_initial_structures, structure_key
@@ -206,8 +206,6 @@ def explore_walkers(ctx: StepContext, iteration: int, walkers: Sequence[int]) ->
         Fewer than two trained members, an unknown walker, or a walker that
         failed (nothing is stored then).
     """
-    from alflow.exploration.batched import BatchWalker, run_walkers_batched
-
     prepared = _prepare(ctx, iteration, walkers)
     models, jobs = prepared.models, prepared.jobs
     caches = {job.walker: ctx.workdir / f"walker{job.walker}.result.pkl" for job in jobs}
@@ -216,7 +214,7 @@ def explore_walkers(ctx: StepContext, iteration: int, walkers: Sequence[int]) ->
     if todo:
         committee = ctx.load_committee(models)
         batch = [
-            BatchWalker(
+            batched.BatchWalker(
                 atoms=job.atoms.copy(),
                 temperature_K=job.plan["temperature_K"],
                 seed=job.plan["seed"],
@@ -226,7 +224,9 @@ def explore_walkers(ctx: StepContext, iteration: int, walkers: Sequence[int]) ->
             for job in todo
         ]
         for job, result in zip(
-            todo, run_walkers_batched(batch, committee, options=prepared.options), strict=True
+            todo,
+            batched.run_walkers_batched(batch, committee, options=prepared.options),
+            strict=True,
         ):
             save_cached(caches[job.walker], job.inputs, result)
             results[job.walker] = result

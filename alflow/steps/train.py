@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from alflow.committee import train_member
+from alflow.committee import train_member, train_readouts
 from alflow.committee.foundation import foundation_path
 from alflow.config import CampaignConfig, TrainingConfig, config_hash
 from alflow.contacts import mark_short_range
@@ -80,8 +80,6 @@ def _shared_body_base(
 
 def _readouts_trainer(ctx: StepContext, base: dict) -> Any:
     """A ``train_member``-like callable fitting readouts on ``base``'s frozen body."""
-    from alflow.committee import train_readouts
-
     base_path = ctx.store.fetch_model(base["_id"], ctx.workdir / "shared_body")
 
     def train(frames: Any, *, training: TrainingConfig, seed: int, **options: Any) -> Any:

@@ -25,7 +25,7 @@ from alflow.errors import AlflowError, LabelingError
 from alflow.labeling import Labeler
 from alflow.steps.context import StepContext
 from alflow.steps.label import failure_document, record_label_outcome
-from alflow.structures import build_initial_structures, structure_key
+from alflow.structures import build_initial_structures, shortest_pair_distances_A, structure_key
 
 __all__ = [
     "VALIDATION_STATUS",
@@ -279,8 +279,6 @@ class ValidationRun:
 
     def shortest_training_distances_A(self) -> dict[tuple[str, str], float]:
         """Shortest distance of each element pair in the training data (Å), within the cutoff."""
-        from alflow.structures import shortest_pair_distances_A
-
         if self._shortest is None:
             self._shortest = shortest_pair_distances_A(self.training_frames, cutoff_A=self.r_max_A)
         return self._shortest

@@ -67,6 +67,8 @@ def run_committee_md(
     -------
     alflow.exploration.walker.WalkerResult
     """
+    # lazy: alflow.exploration imports ase.md, which loads scipy.optimize and gpaw
+    # (about 1 s); alflow.validation is imported by every ``alflow`` command
     from alflow.exploration.walker import run_walker
 
     exploration = run.ctx.config.exploration

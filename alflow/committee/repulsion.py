@@ -40,6 +40,8 @@ from ase import Atoms
 from ase.data import atomic_numbers, covalent_radii
 
 from alflow.committee.helper_run import run_helper
+from alflow.committee.mace_models import import_mace
+from alflow.structures import shortest_pair_distances_A
 
 __all__ = [
     "ZBL_SCREENING_EXPONENT",
@@ -91,9 +93,7 @@ def load_model(path: Path) -> Any:
     """A pickled MACE model read on the CPU (torch's default dtype kept as it was)."""
     import torch
 
-    from alflow.committee.calculator import _import_mace
-
-    _import_mace()
+    import_mace()
     saved = torch.get_default_dtype()
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
@@ -157,7 +157,6 @@ def zbl_pair_energy_eV(z1: int, z2: int, r_A: float) -> float:
 
 def repulsion_record(frames: Sequence[Atoms], cutoff_A: float) -> dict[str, Any]:
     """The prior for a training set: shortest pairs, radii and inner radii (Å), by name."""
-    from alflow.structures import shortest_pair_distances_A
 
     shortest = shortest_pair_distances_A(frames, cutoff_A)
     elements = sorted({s for atoms in frames for s in atoms.get_chemical_symbols()})

@@ -10,16 +10,16 @@ and the export read as usual; only the evaluation here is shared:
 - the body runs once per configuration, and every member's readouts,
   scale/shift, E0s and pair prior run on its node features (cheap);
 - the forces of a member are one vector-Jacobian product of its energy
-  through the body; the others are a batched product
-  (``torch.autograd.grad(..., is_grads_batched=True)``) on the same graph,
-  kept from the propagating member's backward pass.
+  through the body; the others are one product each on the same graph, kept
+  from the propagating member's backward pass (one batched product,
+  ``is_grads_batched=True``, measured 1.3x slower on CPU).
 
 :class:`SharedBodyCalculator` has the public contract of
 :class:`~alflow.committee.calculator.CommitteeCalculator` (it is a subclass):
 ``energy``/``forces``/``stress``, ``energy_comm``, ``forces_comm``,
 ``forces_std``, ``max_force_dev``, ``propagator``, ``evaluate_committee``.
 With ``propagator=m`` an MD step costs about one model evaluation; the full
-committee at the sampling interval costs one batched backward pass.
+committee at the sampling interval costs M-1 backward passes (no forward).
 
 mace and torch are imported when a committee is loaded, never at import time.
 """
@@ -226,19 +226,17 @@ class SharedBodyCalculator(CommitteeCalculator):
         if not members:
             return
         self._member_readouts(members)
-        energies = torch.stack([state["inter_e"][m] for m in members])
-        if len(members) == 1:
-            grads = torch.autograd.grad([energies[0]], state["inputs"], retain_graph=keep_graph)
-            grads = [g.unsqueeze(0) for g in grads]
-        else:  # one batched vector-Jacobian product through the body
-            eye = torch.eye(len(members), dtype=energies.dtype, device=energies.device)
-            grads = torch.autograd.grad(
-                [energies],
+        # one vector-Jacobian product per member through the kept body graph: on
+        # CPU, measured 1.3x faster than one batched product (is_grads_batched)
+        per_member = [
+            torch.autograd.grad(
+                [state["inter_e"][m]],
                 state["inputs"],
-                grad_outputs=[eye],
-                retain_graph=keep_graph,
-                is_grads_batched=True,
+                retain_graph=keep_graph or k < len(members) - 1,
             )
+            for k, m in enumerate(members)
+        ]
+        grads = [torch.stack(parts) for parts in zip(*per_member, strict=True)]
         forces = (-grads[0]).detach().cpu().numpy().astype(float)
         stresses = None
         if len(grads) > 1:
@@ -314,7 +312,7 @@ class SharedBodyCalculator(CommitteeCalculator):
 
         With ``propagator=m`` and ``atoms`` unchanged since the last
         calculation, the other members' readouts run on the kept node
-        features and their forces are one batched backward pass through the
+        features and their forces are one backward pass each through the
         body already run; ``self.results`` is left as it is.
 
         Parameters

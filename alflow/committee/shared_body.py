@@ -19,7 +19,8 @@ and the export read as usual; only the evaluation here is shared:
 ``energy``/``forces``/``stress``, ``energy_comm``, ``forces_comm``,
 ``forces_std``, ``max_force_dev``, ``propagator``, ``evaluate_committee``.
 With ``propagator=m`` an MD step costs about one model evaluation; the full
-committee at the sampling interval costs M-1 backward passes (no forward).
+committee at the sampling interval costs M-1 readouts and backward passes (the
+body is not run again).
 
 mace and torch are imported when a committee is loaded, never at import time.
 """

@@ -25,6 +25,7 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from alflow.committee import train as train_module
+from alflow.committee.mace_job import MaceJob
 from alflow.committee.train import (
     TrainedMember,
     build_train_argv,
@@ -190,7 +191,8 @@ def test_nan_labels_raise_training_error(tmp_path: Path) -> None:
 def _fake_run(outcomes: list[str], calls: list[list[str]]):
     """A stand-in for the MACE subprocess: 'ok', 'nan' or 'fail' per call."""
 
-    def run(argv: list[str], workdir: Path, log_path: Path, threads: int) -> int:
+    def run(job: MaceJob, log_path: Path, threads: int) -> int:
+        argv, workdir = job.argv, Path(job.workdir)
         calls.append(argv)
         outcome = outcomes[len(calls) - 1]
         name, seed = _option(argv, "--name"), _option(argv, "--seed")

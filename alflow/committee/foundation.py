@@ -23,9 +23,10 @@ campaign's export (``memberMM.model`` beside ``model_card.json`` and
   keeps fitting the donor's labels beside the new ``Default`` head.
   ``--force_mh_ft_lr True`` keeps the campaign's lr and EMA (mace's
   multihead lr 1e-4 and EMA decay 0.99999 barely move a model in a few
-  hundred steps). :func:`finish_foundation` then keeps the ``Default`` head
-  only. A file without replay data (MACE-MP) is fine-tuned plainly, said in
-  the log and the record.
+  hundred steps). The member's MACE job (:mod:`alflow.committee.mace_job`)
+  then keeps the ``Default`` head only (:func:`single_head_model`). A file
+  without replay data (MACE-MP) is fine-tuned plainly, said in the log and
+  the record.
 - Members differ by their seed (split, batch order, replay subsample) and,
   where configured, their bootstrap resample.
 """
@@ -53,11 +54,11 @@ __all__ = [
     "FoundationStart",
     "check_campaign_foundation",
     "check_foundation",
-    "finish_foundation",
     "foundation_argv",
     "foundation_path",
     "inspect_foundation",
     "prepare_foundation",
+    "single_head_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -349,18 +350,6 @@ def foundation_argv(start: FoundationStart) -> list[str]:
     ]  # fmt: skip
 
 
-def finish_foundation(model_path: Path, start: FoundationStart) -> Path:
-    """The trained model with its ``Default`` head only (multihead runs); else ``model_path``."""
-    if start.replay_path is None:
-        return Path(model_path)
-    out = Path(model_path).with_suffix(".single.model")
-    run_helper(
-        [*_HELPER, "single", str(model_path), str(out)],
-        failure=f"cannot drop the replay head of {model_path}",
-    )
-    return out
-
-
 # --------------------------------------------------------------------------- helper process
 
 
@@ -434,8 +423,16 @@ def _inspect_model(path: Path, out: Path | None, strip: bool) -> dict[str, Any]:
     }
 
 
-def _single_head(path: Path, out: Path) -> None:
-    """Write a multihead model with its ``Default`` head only (mace's ``remove_pt_head``)."""
+def single_head_model(path: Path, out: Path) -> Path:
+    """Write a multihead model with its ``Default`` head only (mace's ``remove_pt_head``).
+
+    Runs in a process that may import mace (the member's MACE job).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
     import torch
     from mace.tools.scripts_utils import remove_pt_head
 
@@ -444,17 +441,16 @@ def _single_head(path: Path, out: Path) -> None:
     if len(heads) > 1:
         model = remove_pt_head(model, "Default" if "Default" in heads else None)
     torch.save(model, out)
+    return Path(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``inspect IN [OUT strip|keep]`` (prints one JSON line) or ``single IN OUT``."""
+    """``inspect IN [OUT strip|keep]``: the helper process (prints one JSON line)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[0] == "inspect":
         out = Path(args[2]) if len(args) > 2 else None
         facts = _inspect_model(Path(args[1]), out, len(args) > 3 and args[3] == "strip")
         print(json.dumps(facts))
-    elif args[0] == "single":
-        _single_head(Path(args[1]), Path(args[2]))
     else:
         raise SystemExit(f"unknown command {args[0]!r}")
     return 0

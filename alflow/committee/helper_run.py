@@ -3,12 +3,12 @@
 Importing mace changes process-wide state (torch's default dtype, logging
 handlers, ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``), so whatever loads or
 rewrites a MACE model file outside a calculator runs in a child Python
-process: the foundation file's inspection and head removal
-(:mod:`alflow.committee.foundation`), the repulsive prior
-(:mod:`alflow.committee.repulsion`) and the previous model's E0s
-(:mod:`alflow.committee.mace_cli`) all go through :func:`run_helper`;
-mace's ``run_train`` itself (:mod:`alflow.committee.mace_run`) gets the same
-environment, :func:`subprocess_env`.
+process. What comes before a member's training and cannot wait for it, the
+foundation file's inspection (:mod:`alflow.committee.foundation`) and the
+previous model's E0s (:mod:`alflow.committee.mace_cli`), goes through
+:func:`run_helper`; the member's MACE job (:mod:`alflow.committee.mace_job`:
+prior off, ``run_train``, head removal, prior on, in one process) gets the
+same environment, :func:`subprocess_env`.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def run_helper(
     Parameters
     ----------
     python_args
-        Arguments of the interpreter, e.g. ``["-m", "alflow.committee.repulsion", ...]``.
+        Arguments of the interpreter, e.g. ``["-m", "alflow.committee.foundation", ...]``.
     failure
         The start of the error message when the helper fails; its output's
         last lines follow in parentheses.

@@ -1,7 +1,9 @@
 """Running mace-torch's ``run_train`` for one member and reading its outcome.
 
-:func:`run_mace` runs ``python -m mace.cli.run_train`` in the member's work
-directory, its output into the log; :func:`read_outcome` judges the run:
+:func:`run_mace` runs the member's MACE job (``python -m
+alflow.committee.mace_job``: mace's ``run_train`` with the prior taken off
+before and put on after) in the member's work directory, its output into the
+log; :func:`read_outcome` judges the run:
 the model file, the validation errors of the best-validation model and
 whether the losses diverged (:class:`DivergedError`). Facts about
 mace-torch 0.3.16 relied on: the best-validation model is written to
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from alflow.committee.helper_run import subprocess_env
+from alflow.committee.mace_job import MaceJob, final_model_path
 from alflow.errors import TrainingError
 from alflow.procutil import die_with_parent
 
@@ -42,17 +45,29 @@ logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 40
 _MACE_OUTPUT_DIRS = ("checkpoints", "logs", "results")
-_MODEL_SUFFIXES = (".model", "_compiled.model")
+#: Every model file a MACE job may leave (:func:`alflow.committee.mace_job.final_model_path`).
+_MODEL_SUFFIXES = (
+    ".model",
+    "_compiled.model",
+    ".single.model",
+    ".repulsive.model",
+    ".single.repulsive.model",
+)
 
 
 class DivergedError(Exception):
     """A MACE run produced NaN losses (internal: triggers the one retry)."""
 
 
-def run_mace(argv: list[str], workdir: Path, log_path: Path, threads: int) -> int:
-    """Run ``python -m mace.cli.run_train argv`` in ``workdir``; return its exit code."""
-    cmd = [sys.executable, "-m", "mace.cli.run_train", *argv]
-    logger.info("training in %s: %s", workdir, " ".join(cmd))
+def run_mace(job: MaceJob, log_path: Path, threads: int) -> int:
+    """Run ``job`` (``python -m alflow.committee.mace_job``) in its workdir; return the exit code.
+
+    The job is written beside the log as ``<name>.job.json``.
+    """
+    workdir = Path(job.workdir)
+    job_file = job.write(workdir / f"{job.name}.job.json")
+    cmd = [sys.executable, "-m", "alflow.committee.mace_job", str(job_file)]
+    logger.info("training in %s: mace run_train %s", workdir, " ".join(job.argv))
     with open(log_path, "w") as log:
         process = subprocess.run(
             cmd,
@@ -142,32 +157,33 @@ def clean_outputs(workdir: Path, name: str) -> None:
         (workdir / f"{name}{suffix}").unlink(missing_ok=True)
 
 
-def read_outcome(
-    workdir: Path, name: str, seed: int, returncode: int, log_path: Path
-) -> tuple[Path, dict[str, float]]:
-    """The model and validation errors of a finished MACE run.
+def read_outcome(job: MaceJob, returncode: int, log_path: Path) -> tuple[Path, dict[str, float]]:
+    """The model and validation errors of a finished MACE job.
 
     Parameters
     ----------
-    workdir, name, seed
-        The run's directory, model name and ``--seed``.
+    job
+        The job that ran (its workdir, name, ``--seed`` and what it made).
     returncode
-        Exit code of ``run_train``.
+        Exit code of the job.
     log_path
         Its log.
 
     Returns
     -------
     model_path, errors
-        ``<name>.model`` and the ``valid_Default`` row of :func:`parse_error_table`.
+        :func:`~alflow.committee.mace_job.final_model_path` and the
+        ``valid_Default`` row of :func:`parse_error_table`.
 
     Raises
     ------
     DivergedError
-        A NaN loss in the results file or a NaN error (the model is removed).
+        A NaN loss in the results file or a NaN error (the model files are removed).
     TrainingError
         A non-zero exit code or no model file (with the log's tail and path).
     """
+    workdir, name = Path(job.workdir), job.name
+    seed = int(job.argv[job.argv.index("--seed") + 1])
     records = read_results(workdir, name, seed)
     log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
     errors = parse_error_table(log_text)
@@ -175,7 +191,7 @@ def read_outcome(
         for suffix in _MODEL_SUFFIXES:  # never leave a NaN model behind
             (workdir / f"{name}{suffix}").unlink(missing_ok=True)
         raise DivergedError(f"NaN loss or metrics (seed {seed}); log: {log_path}")
-    model_path = workdir / f"{name}.model"
+    model_path = final_model_path(job)
     if returncode != 0 or not model_path.exists():
         reason = f"exit code {returncode}" if returncode != 0 else f"{model_path.name} not written"
         raise TrainingError(

@@ -23,15 +23,14 @@ each trained MACE model as its ``pair_repulsion_fn`` (mace-torch's
 :class:`~mace.modules.radial.ZBLBasis` with its radii and screening set), so
 the exported ``.model`` files, their TorchScript form and LAMMPS carry it.
 
-:func:`with_repulsion` and :func:`without_repulsion` do it in a helper
-process (``python -m alflow.committee.repulsion``), because importing mace
-changes process-wide torch state.
+:func:`attach_repulsion` and :func:`strip_repulsion` import mace, which
+changes process-wide torch state: they run in the member's MACE job
+(:mod:`alflow.committee.mace_job`), never in the caller; :func:`repulsion_record`
+(the radii, from the frames alone) runs anywhere.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,6 @@ from typing import Any
 from ase import Atoms
 from ase.data import atomic_numbers, covalent_radii
 
-from alflow.committee.helper_run import run_helper
 from alflow.committee.mace_models import import_mace
 from alflow.structures import shortest_pair_distances_A
 
@@ -49,9 +47,8 @@ __all__ = [
     "attach_repulsion",
     "load_model",
     "repulsion_radii_A",
+    "repulsion_record",
     "strip_repulsion",
-    "with_repulsion",
-    "without_repulsion",
 ]
 
 #: ZBL universal screening length a = 0.8854 a0 / (Z1^0.23 + Z2^0.23).
@@ -59,7 +56,6 @@ ZBL_SCREENING_PREFACTOR = 0.8854
 ZBL_SCREENING_EXPONENT = 0.23
 #: Polynomial envelope order of the switch-off at the inner radius.
 ENVELOPE_P = 6
-_HELPER = ("-m", "alflow.committee.repulsion")
 
 
 def repulsion_radii_A(
@@ -170,42 +166,3 @@ def repulsion_record(frames: Sequence[Atoms], cutoff_A: float) -> dict[str, Any]
             f"{a}-{b}": radii[a] + radii[b] for i, a in enumerate(elements) for b in elements[i:]
         },
     }
-
-
-def with_repulsion(
-    model_path: Path, frames: Sequence[Atoms], cutoff_A: float
-) -> tuple[Path, dict[str, Any]]:
-    """``<model>.repulsive.model``: the model with the prior for ``frames``; and its record."""
-    record = repulsion_record(frames, cutoff_A)
-    out = Path(model_path).with_suffix(".repulsive.model")
-    run_helper(
-        [*_HELPER, "attach", str(model_path), str(out), json.dumps(record["radii_A"])],
-        failure=f"repulsive prior (attach {model_path}) failed",
-    )
-    return out, record
-
-
-def without_repulsion(model_path: Path) -> Path:
-    """``<model>.bare.model``: the model without pair repulsion (to continue a fit from)."""
-    out = Path(model_path).with_suffix(".bare.model")
-    run_helper(
-        [*_HELPER, "strip", str(model_path), str(out)],
-        failure=f"repulsive prior (strip {model_path}) failed",
-    )
-    return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``attach IN OUT RADII_JSON`` or ``strip IN OUT`` (the helper process)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args[0] == "attach":
-        attach_repulsion(Path(args[1]), Path(args[2]), json.loads(args[3]))
-    elif args[0] == "strip":
-        strip_repulsion(Path(args[1]), Path(args[2]))
-    else:
-        raise SystemExit(f"unknown command {args[0]!r}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -4,11 +4,13 @@
 (:mod:`alflow.committee.training_set`), builds mace-torch's ``run_train``
 command line from the campaign's :class:`~alflow.config.MaceModelConfig` and
 :class:`~alflow.config.TrainingConfig` (:mod:`alflow.committee.mace_cli`),
-and runs ``python -m mace.cli.run_train`` in a subprocess
-(:mod:`alflow.committee.mace_run`), once more with ``seed + 1000`` after a
-NaN divergence. MACE changes process-wide state (torch's default dtype,
-logging handlers, ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``), so it never runs in
-the caller's process; this module imports neither mace nor torch.
+and runs it in one child process per attempt, the member's MACE job
+(:mod:`alflow.committee.mace_job` via :mod:`alflow.committee.mace_run`:
+the previous model's prior taken off, ``run_train``, the new prior put on),
+once more with ``seed + 1000`` after a NaN divergence. MACE changes
+process-wide state (torch's default dtype, logging handlers,
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``), so it never runs in the caller's
+process; this module imports neither mace nor torch.
 
 ``--foundation_model PATH`` with a local file (mace-torch 0.3.16) loads its
 architecture and weights (no download; multi-head fine-tuning is switched off
@@ -30,14 +32,10 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from alflow.committee.foundation import (
-    FoundationStart,
-    finish_foundation,
-    foundation_argv,
-    prepare_foundation,
-)
+from alflow.committee.foundation import FoundationStart, foundation_argv, prepare_foundation
 from alflow.committee.mace_cli import MemberE0s, build_train_argv, member_e0s
 from alflow.committee.mace_cli import e0s_argument as _e0s_argument  # noqa: F401 (tests use it)
+from alflow.committee.mace_job import MaceJob
 from alflow.committee.mace_run import (
     DivergedError,
     clean_outputs,
@@ -47,7 +45,7 @@ from alflow.committee.mace_run import (
     read_outcome,
 )
 from alflow.committee.mace_run import run_mace as _run_mace  # the tests monkeypatch it here
-from alflow.committee.repulsion import with_repulsion, without_repulsion
+from alflow.committee.repulsion import repulsion_record
 from alflow.committee.training_set import (
     ENERGY_KEY,
     FORCES_KEY,
@@ -128,14 +126,22 @@ class _MemberSettings:
 
 @dataclass(frozen=True)
 class _MemberPlan:
-    """Everything the MACE runs of one member need (made by :func:`_plan`)."""
+    """Everything the MACE runs of one member need (made by :func:`_plan`).
+
+    ``previous_source`` is the previous model as given, ``previous_model``
+    the start file ``--foundation_model`` reads (written by the job's
+    ``strip`` when the prior is on), ``repulsion`` the prior's record
+    (:func:`~alflow.committee.repulsion.repulsion_record`) or None.
+    """
 
     settings: _MemberSettings
     train_idx: np.ndarray
     valid_idx: np.ndarray
     e0s: MemberE0s
+    previous_source: Path | None
     previous_model: Path | None
     foundation: FoundationStart | None
+    repulsion: dict[str, Any] | None
 
     def argv(self, run_seed: int) -> list[str]:
         """``run_train`` options of a run with ``--seed run_seed``."""
@@ -153,21 +159,40 @@ class _MemberPlan:
             extra_argv=foundation_argv(fstart) if fstart is not None else (),
         )
 
+    def job(self, run_seed: int) -> MaceJob:
+        """The member's MACE job of a run with ``--seed run_seed``."""
+        strip = None
+        if self.previous_source is not None and self.settings.training.pair_repulsion:
+            strip = (str(self.previous_source), str(self.previous_model))
+        return MaceJob(
+            argv=self.argv(run_seed),
+            workdir=str(self.settings.workdir),
+            name=self.settings.name,
+            strip=strip,
+            single_head=self.foundation is not None and self.foundation.replay_path is not None,
+            radii_A=self.repulsion["radii_A"] if self.repulsion is not None else None,
+        )
+
 
 def _previous_start(previous_model: Path, settings: _MemberSettings) -> Path:
-    """The file a continued run starts from: checked, without the prior, out of the workdir's way."""
+    """The file a continued run starts from, out of the workdir's way.
+
+    With the prior on, the job writes it (the previous model without its
+    prior: the prior follows this run's data); else it is a copy, or the
+    file itself when it lies outside the workdir.
+    """
     workdir = settings.workdir
     previous_model = Path(previous_model).resolve()
     if not previous_model.is_file():
         raise TrainingError(f"previous model not found: {previous_model}")
-    if settings.training.pair_repulsion:  # the prior follows this run's data: start without it
-        previous_model = without_repulsion(previous_model)
+    kept = workdir / f"{settings.name}.previous.model"
+    if settings.training.pair_repulsion:
+        return kept
     if previous_model.parent == workdir or workdir in previous_model.parents:
         # this run cleans its workdir first: keep the previous model out of the way
-        kept = workdir / f"{settings.name}.previous.model"
         if previous_model != kept:
             shutil.copyfile(previous_model, kept)
-        previous_model = kept
+        return kept
     return previous_model
 
 
@@ -182,23 +207,28 @@ def _plan(
     train_idx, valid_idx = write_training_set(
         frames, settings.training, settings.seed, settings.workdir
     )
-    if previous_model is not None:
-        previous_model = _previous_start(previous_model, settings)
+    source = Path(previous_model).resolve() if previous_model is not None else None
+    start = _previous_start(source, settings) if source is not None else None
     symbols = sorted({s for atoms in frames for s in atoms.get_chemical_symbols()})
     fstart = None
-    if foundation is not None and previous_model is None:
+    if foundation is not None and start is None:
         fstart = prepare_foundation(
             Path(foundation), workdir=settings.workdir, name=settings.name, elements=symbols,
             model=settings.model, training=settings.training, seed=settings.seed,
             n_train=len(train_idx),
         )  # fmt: skip
+    repulsion = None
+    if settings.training.pair_repulsion:
+        repulsion = repulsion_record(frames, settings.model.r_max_A)
     return _MemberPlan(
         settings=settings,
         train_idx=train_idx,
         valid_idx=valid_idx,
-        e0s=member_e0s(symbols, e0s_eV, fstart, previous_model),
-        previous_model=previous_model,
+        e0s=member_e0s(symbols, e0s_eV, fstart, source),
+        previous_source=source,
+        previous_model=start,
         foundation=fstart,
+        repulsion=repulsion,
     )
 
 
@@ -237,7 +267,7 @@ def _cache_inputs(plan: _MemberPlan, argv: list[str], version: str | None) -> st
         (workdir / TRAIN_FILE).read_bytes(),
         (workdir / VALID_FILE).read_bytes(),
         argv,
-        _file_sha256(plan.previous_model) if plan.previous_model is not None else None,
+        _file_sha256(plan.previous_source) if plan.previous_source is not None else None,
         (fstart.info.sha256, fstart.replay_path and _file_sha256(fstart.replay_path))
         if fstart is not None
         else None,
@@ -246,16 +276,16 @@ def _cache_inputs(plan: _MemberPlan, argv: list[str], version: str | None) -> st
 
 
 def _attempt(plan: _MemberPlan, run_seed: int) -> tuple[Path, dict[str, float], Path, list[str]]:
-    """One MACE run with ``--seed run_seed``: (model path, validation errors, log path, argv).
+    """One MACE job with ``--seed run_seed``: (model path, validation errors, log path, argv).
 
     Raises DivergedError on NaN losses and TrainingError on other failures.
     """
-    workdir, name, argv = plan.settings.workdir, plan.settings.name, plan.argv(run_seed)
+    workdir, name, job = plan.settings.workdir, plan.settings.name, plan.job(run_seed)
     clean_outputs(workdir, name)
     log_path = workdir / f"{name}.train.log"
-    returncode = _run_mace(argv, workdir, log_path, plan.settings.threads)
-    model_path, errors = read_outcome(workdir, name, run_seed, returncode, log_path)
-    return model_path, errors, log_path, argv
+    returncode = _run_mace(job, log_path, plan.settings.threads)
+    model_path, errors = read_outcome(job, returncode, log_path)
+    return model_path, errors, log_path, job.argv
 
 
 def _train_with_retry(
@@ -284,16 +314,12 @@ def _train_with_retry(
 
 
 def _finished_member(
-    plan: _MemberPlan, frames: Sequence[Atoms], hyperparameters: dict[str, Any], start_s: float
+    plan: _MemberPlan, hyperparameters: dict[str, Any], start_s: float
 ) -> TrainedMember:
-    """Train (:func:`_train_with_retry`), finish the model (single head, prior) and record it."""
+    """Train (:func:`_train_with_retry`: the job also finishes the model) and record it."""
     run_seed, model_path, errors, log_path, argv = _train_with_retry(plan, hyperparameters)
-    if plan.foundation is not None:
-        model_path = finish_foundation(model_path, plan.foundation)
-    if plan.settings.training.pair_repulsion:
-        model_path, hyperparameters["repulsion"] = with_repulsion(
-            model_path, frames, plan.settings.model.r_max_A
-        )
+    if plan.repulsion is not None:
+        hyperparameters["repulsion"] = plan.repulsion
     hyperparameters["argv"] = argv
     hyperparameters["log_path"] = str(log_path)
     hyperparameters["valid_errors"] = errors
@@ -385,7 +411,7 @@ def train_member(
     cached = load_cached(cache, inputs)  # (TrainedMember, sha256 of its model file)
     if cached is not None and _file_sha256(cached[0].model_path) == cached[1]:
         return cached[0]
-    member = _finished_member(plan, frames, hyperparameters, start_s)
+    member = _finished_member(plan, hyperparameters, start_s)
     save_cached(cache, inputs, (member, _file_sha256(member.model_path)))
     logger.info(
         "trained %s (seed %d) in %.1f s: valid RMSE E %s meV/atom, F %s meV/Å",

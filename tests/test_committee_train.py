@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from alflow.committee.train import (
 )
 from alflow.config import MaceModelConfig, TrainingConfig
 from alflow.errors import TrainingError
+from alflow.workcache import save_cached
 
 HAS_MACE = importlib.util.find_spec("mace") is not None and importlib.util.find_spec("torch")
 needs_mace = pytest.mark.skipif(not HAS_MACE, reason="mace-torch/torch not installed")
@@ -252,6 +254,31 @@ def test_failed_run_raises_with_log_tail_and_path(
     assert "RuntimeError: boom" in message
     assert str(tmp_path / "member.train.log") in message
     assert len(calls) == 1  # a plain failure is not retried
+
+
+def test_cached_member_without_its_model_file_is_trained_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(train_module, "_run_mace", _fake_run(["ok", "ok", "ok"], calls))
+    frames = emt_frames(8)
+
+    def train() -> TrainedMember:
+        return train_member(
+            frames, model=TINY_MODEL, training=TINY_TRAINING, seed=3, workdir=tmp_path
+        )
+
+    member = train()
+    assert train() == member and len(calls) == 1  # cached
+    member.model_path.unlink()
+    train()
+    assert len(calls) == 2  # the cache names a file that is gone
+    cache = tmp_path / "member.result.pkl"
+    key = pickle.loads(cache.read_bytes())["fingerprint"]
+    save_cached(cache, key, (member, None))  # saved with no model file behind it
+    member.model_path.unlink()
+    train()
+    assert len(calls) == 3
 
 
 def test_training_files_carry_ref_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -409,7 +409,12 @@ def train_member(
     cache = workdir / f"{name}.result.pkl"
     inputs = _cache_inputs(plan, plan.argv(seed), hyperparameters["mace_version"])
     cached = load_cached(cache, inputs)  # (TrainedMember, sha256 of its model file)
-    if cached is not None and _file_sha256(cached[0].model_path) == cached[1]:
+    # a cached member counts only while its model file is there, unchanged
+    if (
+        cached is not None
+        and cached[1] is not None
+        and _file_sha256(cached[0].model_path) == cached[1]
+    ):
         return cached[0]
     member = _finished_member(plan, hyperparameters, start_s)
     save_cached(cache, inputs, (member, _file_sha256(member.model_path)))

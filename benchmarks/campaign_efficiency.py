@@ -51,11 +51,11 @@ Sizes (:data:`FULL`, :data:`QUICK`): full, 3 seeds x 2 methods, 5
 iterations of 4 labels, committees of 4 MACE models (16 channels) trained 30
 epochs per iteration, 4 walkers of 300 steps; ``--quick``, a smoke run of
 the whole path: 1 seed, 1 iteration of 4 labels and the final fit, 2
-members, 5 epochs, 2 walkers of 60 steps (9.4 min on 2 cores shared with a
-test suite, load 4: 3.5 and 5.7 min per campaign, of which 36-68 s per
-training round, and 0.8 min per campaign to score the committees). Whole
-campaigns with real MACE trainings do not fit in a minute here; the curve
-of ``--quick`` (2 points per method) is no measurement of the saving.
+members, 5 epochs, 2 walkers of 60 steps, the two campaigns side by side
+with one train/md worker each (``--side-by-side``; 85 s on an idle 2-core
+machine, 67 s per campaign; 9.4 min one after the other on a machine at
+load 4, before a member's MACE run became one process). The curve of
+``--quick`` (2 points per method) is no measurement of the saving.
 
 Usage::
 
@@ -204,9 +204,17 @@ def campaign_config(
 
 
 def run_campaign(
-    setup: Setup, method: str, seed: int, workdir: Path, target_error_eV_A: float | None = None
+    setup: Setup,
+    method: str,
+    seed: int,
+    workdir: Path,
+    target_error_eV_A: float | None = None,
+    processes: int = 2,
 ) -> Path:
     """Write the campaign file and run ``alflow run`` on a store in ``workdir``; return the store.
+
+    ``processes``: its train/md workers (``ALFLOW_PARALLEL_PROCESSES``, unless
+    the environment sets it).
 
     Raises
     ------
@@ -224,7 +232,7 @@ def run_campaign(
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "ALFLOW_TORCH_THREADS": "1",
-        "ALFLOW_PARALLEL_PROCESSES": os.environ.get("ALFLOW_PARALLEL_PROCESSES", "2"),
+        "ALFLOW_PARALLEL_PROCESSES": os.environ.get("ALFLOW_PARALLEL_PROCESSES", str(processes)),
         "OMP_NUM_THREADS": "1",
     }
     command = [
@@ -369,6 +377,41 @@ def campaign_curve(store_dir: Path, campaign: str, frames: list[Any]) -> dict[st
 # --------------------------------------------------------------------------- main
 
 
+def seed_runs(
+    setup: Setup, seed: int, args: argparse.Namespace, base: Path, frames: list[Any]
+) -> list[dict[str, Any]]:
+    """Every method's campaign of one seed (``args.side_by_side`` at a time), and its curve.
+
+    Side by side, each campaign gets 2 // side_by_side train/md workers (at
+    least one), so the two cores stay shared the same way.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    methods = args.methods.split(",")
+    processes = max(1, 2 // args.side_by_side)
+
+    def campaign(method: str) -> tuple[Path, float]:
+        begun = time.monotonic()
+        store_dir = run_campaign(
+            setup, method, seed, base / f"{method}-s{seed}", args.target_error, processes
+        )
+        return store_dir, time.monotonic() - begun
+
+    with ThreadPoolExecutor(args.side_by_side) as pool:  # each thread waits on its alflow run
+        done = list(pool.map(campaign, methods))
+    runs = []
+    for method, (store_dir, wall_s) in zip(methods, done, strict=True):
+        result = campaign_curve(store_dir, f"ce-{method}-s{seed}", frames)
+        runs.append({"method": method, "seed": seed, "wall_s": round(wall_s, 1), **result})
+        print(
+            f"seed {seed} {method:>6}: "
+            + " ".join(f"{p['labels']}:{p['force_rmse_eV_A']:.4f}" for p in result["curve"])
+            + f" eV/Å (campaign {wall_s:.0f} s)",
+            flush=True,
+        )
+    return runs
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, tiny campaigns")
@@ -384,6 +427,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=None,
         help="alflow's selection.target_force_error_eV_A (default: the config's default)",
+    )
+    parser.add_argument(
+        "--side-by-side",
+        type=int,
+        default=None,
+        help="campaigns of one seed run at the same time (default: 2 with --quick, else 1)",
     )
     parser.add_argument("--plot", type=Path, default=None, help="write the curves' figure here")
     parser.add_argument(
@@ -402,6 +451,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = _parse(argv)
+    args.side_by_side = args.side_by_side or (2 if args.quick else 1)
     setup = QUICK if args.quick else FULL
     overrides = {"seeds": args.seeds, "iterations": args.iterations}
     setup = Setup(**{**asdict(setup), **{k: v for k, v in overrides.items() if v}})
@@ -414,22 +464,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"test set: {len(frames)} EMT MD frames ({time.monotonic() - started:.0f} s)")
         base = args.workdir or Path(tempfile.mkdtemp(prefix="campaign-efficiency-"))
         for seed in range(args.first_seed, args.first_seed + setup.seeds):
-            for method in args.methods.split(","):
-                begun = time.monotonic()
-                workdir = base / f"{method}-s{seed}"
-                store_dir = run_campaign(setup, method, seed, workdir, args.target_error)
-                result = campaign_curve(store_dir, f"ce-{method}-s{seed}", frames)
-                wall_s = round(time.monotonic() - begun, 1)
-                runs.append({"method": method, "seed": seed, "wall_s": wall_s, **result})
-                print(
-                    f"seed {seed} {method:>6}: "
-                    + " ".join(f"{p['labels']}:{p['force_rmse_eV_A']:.4f}" for p in result["curve"])
-                    + f" eV/Å ({wall_s:.0f} s; total {time.monotonic() - started:.0f} s)",
-                    flush=True,
-                )
-                if args.partial:
-                    partial = {"setup": asdict(setup), "runs": runs}
-                    args.partial.write_text(json.dumps(partial, default=str))
+            runs += seed_runs(setup, seed, args, base, frames)
+            print(f"seed {seed} done ({time.monotonic() - started:.0f} s in all)", flush=True)
+            if args.partial:
+                partial = {"setup": asdict(setup), "runs": runs}
+                args.partial.write_text(json.dumps(partial, default=str))
     summary = summarize(runs, args.target)
     if args.plot:
         seeds = len({r["seed"] for r in runs})

@@ -35,7 +35,7 @@ from alflow.committee.train import (
     train_member,
 )
 from alflow.config import MaceModelConfig, TrainingConfig
-from alflow.errors import TrainingError
+from alflow.errors import ConfigError, TrainingError
 from alflow.workcache import save_cached
 
 HAS_MACE = importlib.util.find_spec("mace") is not None and importlib.util.find_spec("torch")
@@ -279,6 +279,25 @@ def test_cached_member_without_its_model_file_is_trained_again(
     member.model_path.unlink()
     train()
     assert len(calls) == 3
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_has_cuda(), reason="this node has a CUDA device")
+def test_cuda_device_without_one_is_a_clear_error(tmp_path: Path) -> None:
+    from alflow.committee import load_committee
+
+    with pytest.raises(ConfigError, match=r"settings.device is 'cuda' \(ALFLOW_DEVICE\)"):
+        load_committee([tmp_path / "member.model"], device="cuda")
+    with pytest.raises(TrainingError, match="sees 0 CUDA device"):
+        train_member(
+            emt_frames(4), model=TINY_MODEL, training=TINY_TRAINING, seed=0, workdir=tmp_path,
+            device="cuda",
+        )  # fmt: skip
 
 
 def test_training_files_carry_ref_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -51,8 +51,8 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.data import chemical_symbols
 
+from alflow.committee.mace_models import check_device, load_mace_models
 from alflow.committee.mace_models import import_mace as _import_mace  # also imported from here
-from alflow.committee.mace_models import load_mace_models
 from alflow.committee.mace_models import torch_dtype as mace_torch_dtype
 from alflow.committee.uncertainty import committee_statistics, stress_wanted
 from alflow.errors import ExplorationError, TrainingError
@@ -130,6 +130,7 @@ class CommitteeCalculator(Calculator):
             raise ValueError("a committee needs at least one model")
         if propagator is not None and not 0 <= propagator < len(models):
             raise ValueError(f"propagator must be a member index < {len(models)}, got {propagator}")
+        check_device(device)
         mace = _import_mace()
         torch_dtype = mace_torch_dtype(dtype)
         self._mace = mace

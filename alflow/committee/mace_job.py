@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from alflow.errors import ConfigError
+
 __all__ = ["MaceJob", "final_model_path", "main", "run_job"]
 
 
@@ -93,8 +95,11 @@ def run_job(job: MaceJob) -> Path:
         Whatever mace's ``run_train`` or a model rewrite raises.
     """
     from alflow.committee.foundation import single_head_model
+    from alflow.committee.mace_models import check_device
     from alflow.committee.repulsion import attach_repulsion, strip_repulsion
 
+    if "--device" in job.argv:
+        check_device(job.argv[job.argv.index("--device") + 1])
     if job.strip is not None:
         strip_repulsion(Path(job.strip[0]), Path(job.strip[1]))
     from mace import tools
@@ -117,7 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
         raise SystemExit("usage: python -m alflow.committee.mace_job JOB.json")
-    run_job(MaceJob.read(Path(args[0])))
+    try:
+        run_job(MaceJob.read(Path(args[0])))
+    except ConfigError as exc:  # one line at the end of the log, which the parent quotes
+        raise SystemExit(f"alflow: {exc}") from None
     return 0
 
 

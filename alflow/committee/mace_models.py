@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from alflow.errors import TrainingError
+from alflow.errors import ConfigError, TrainingError
 
-__all__ = ["import_mace", "load_mace_models", "torch_dtype"]
+__all__ = ["check_device", "import_mace", "load_mace_models", "torch_dtype"]
 
 _ENV_WEIGHTS = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
@@ -44,6 +44,37 @@ def import_mace() -> Any:
     return mace
 
 
+def check_device(device: str) -> None:
+    """Fail in one line when torch cannot use ``device`` here.
+
+    Parameters
+    ----------
+    device
+        ``settings.device`` (``ALFLOW_DEVICE``): ``cpu`` or ``cuda[:N]``.
+
+    Raises
+    ------
+    ConfigError
+        A CUDA device on a torch without one (a CPU build, or no GPU on this
+        node), or an index past the devices torch sees.
+    """
+    if device == "cpu":
+        return
+    import torch
+
+    if not device.startswith("cuda"):
+        raise ConfigError(f"settings.device {device!r} (ALFLOW_DEVICE): use 'cpu' or 'cuda'")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    if index >= count:
+        build = "a CPU build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+        raise ConfigError(
+            f"settings.device is {device!r} (ALFLOW_DEVICE), but torch {torch.__version__} "
+            f"({build}) sees {count} CUDA device(s) on this node: run it where a GPU is, "
+            "or set ALFLOW_DEVICE=cpu"
+        )
+
+
 def torch_dtype(dtype: str) -> Any:
     """The torch dtype named ``"float32"`` or ``"float64"``."""
     import torch
@@ -62,6 +93,7 @@ def load_mace_models(paths: Sequence[Path], device: str) -> list[Any]:
         No file given, a file is missing or does not hold a MACE module (the
         message names the file).
     """
+    check_device(device)
     import torch
 
     import_mace()

@@ -44,6 +44,10 @@ Usage::
 
     python3 benchmarks/committee_md.py --quick   # ~1-2 min on 2 cores
     python3 benchmarks/committee_md.py           # longer runs, more repeats
+    python3 benchmarks/committee_md.py --device cuda --calibration-rounds 0   # MD on a GPU
+
+On a GPU only the wall-clock ratios mean something (the CPU-time ones
+measure the host thread).
 
 The last printed line is one JSON object with ``ratio_alflow_vs_single``,
 ``ratio_mace_list_vs_single`` and ``ratio_shared_body_vs_single`` (108 atoms),
@@ -69,6 +73,7 @@ from ase.build import bulk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from alflow.committee.mace_models import check_device
 from alflow.config import MaceModelConfig, TrainingConfig
 from alflow.testing import A_CU_A, copper_frames, train_side_by_side
 
@@ -271,6 +276,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--channels", type=int, default=16, help="MACE channels (16: quickstart)")
     parser.add_argument("--interval", type=int, default=10, help="alflow committee interval")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--device", default="cpu", help="torch device of the MD (cpu, cuda); training stays on cpu"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats")
     parser.add_argument("--workdir", type=Path, default=None, help="keep models here")
     parser.add_argument(
@@ -283,6 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--reuse", action="store_true", help="reuse the models in --workdir (no training)"
     )
     args = parser.parse_args(argv)
+    check_device(args.device)  # one line, before any training, when there is no such device
     repeats = args.repeats or (2 if args.quick else 5)
     epochs = 4 if args.quick else 8
     new_per_T = 4 if args.quick else 10
@@ -328,16 +337,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     from alflow.committee import load_committee, load_shared_body_committee
 
+    on = {"threads": args.threads, "device": args.device}
     calcs = {
         "single_mace": MACECalculator(
-            model_paths=[str(paths[0])], device="cpu", default_dtype="float32"
+            model_paths=[str(paths[0])], device=args.device, default_dtype="float32"
         ),
         "mace_list": MACECalculator(
-            model_paths=[str(p) for p in paths], device="cpu", default_dtype="float32"
+            model_paths=[str(p) for p in paths], device=args.device, default_dtype="float32"
         ),
-        "alflow": load_committee(paths, threads=args.threads, propagator=0),
-        "single_alflow": load_committee(paths[:1], threads=args.threads),
-        "shared_body": load_shared_body_committee(shared_paths, threads=args.threads, propagator=0),
+        "alflow": load_committee(paths, propagator=0, **on),
+        "single_alflow": load_committee(paths[:1], **on),
+        "shared_body": load_shared_body_committee(shared_paths, propagator=0, **on),
     }
 
     cpu_samples: dict[tuple[int, str], list[float]] = {}
@@ -423,6 +433,7 @@ def main(argv: list[str] | None = None) -> dict:
         "channels": args.channels,
         "interval_steps": args.interval,
         "threads": args.threads,
+        "device": args.device,
         "repeats": repeats,
         "quick": args.quick,
     }

@@ -69,6 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from committee_md import train_models  # the committee MD benchmark's models
 
+from alflow.committee.mace_models import check_device
 from alflow.testing import A_CU_A
 
 REPEATS = {32: 2, 108: 3}
@@ -283,6 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--reuse", action="store_true", help="reuse the models listed in --workdir/models.json"
     )
     args = parser.parse_args(argv)
+    check_device(args.device)  # one line, before any training, when there is no such device
     args.repeats = args.repeats or (1 if args.quick else 2)
 
     import torch

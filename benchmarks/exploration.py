@@ -170,15 +170,23 @@ def in_thread(
 _CHILD: dict[str, Any] = {}
 
 
-def _init_child(paths: list[Path], device: str, threads: int, dtype: str) -> None:
-    """Load this worker process's calculators and warm them up (not timed)."""
+def loaded(paths: list[Path], args: Any) -> dict[str, Any]:
+    """:func:`committees`, warmed up: first calls allocate and build caches (not timed)."""
+    calcs = committees(paths, args)
+    for method in METHODS:
+        in_thread(method, calcs, 32, [0, 1], 10)
+    return calcs
+
+
+def _init_child(paths: list[Path], device: str, threads: int, dtype: str, ready: Any) -> None:
+    """Load this worker process's calculators (:func:`loaded`), then wait at ``ready``
+    until every worker has: no task runs before all of them are warm."""
     import torch
 
     torch.set_num_threads(threads)
     options = argparse.Namespace(device=device, threads=threads, dtype=dtype)
-    _CHILD["calcs"] = committees(paths, options)
-    for method in METHODS:
-        in_thread(method, _CHILD["calcs"], 32, [0, 1], 10)
+    _CHILD["calcs"] = loaded(paths, options)
+    ready.wait()
 
 
 def _child_run(
@@ -200,21 +208,27 @@ class Runner:
     def __init__(self, paths: list[Path], args: Any) -> None:
         self.processes = args.processes
         if self.processes == 1:
-            self.calcs = committees(paths, args)
-            for method in METHODS:  # warm-up: first calls allocate and build caches
-                in_thread(method, self.calcs, 32, [0, 1], 10)
+            self.calcs = loaded(paths, args)
             return
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        context = multiprocessing.get_context("spawn")  # no fork after torch's threads
         self.pool = ProcessPoolExecutor(
             self.processes,
-            mp_context=multiprocessing.get_context("spawn"),  # no fork after torch's threads
+            mp_context=context,
             initializer=_init_child,
-            initargs=(paths, args.device, args.threads, args.dtype),
+            initargs=(
+                paths,
+                args.device,
+                args.threads,
+                args.dtype,
+                context.Barrier(self.processes),
+            ),
         )
-        # start and warm up every process before the first measurement
-        list(self.pool.map(time.sleep, [0.5] * self.processes))
+        # one task per process starts them all (one is spawned per task while none is idle);
+        # the barrier holds each in its initializer until all are warm
+        list(self.pool.map(time.sleep, [0.0] * self.processes))
 
     def rate(self, method: str, n_atoms: int, k: int, steps: int) -> tuple[float, float]:
         """(atom·steps per wall second, per CPU second) of ``k`` walkers."""

@@ -18,8 +18,9 @@ order,
 4. ``radii_A``: the data-following ZBL prior put on
    (:func:`alflow.committee.repulsion.attach_repulsion`).
 
-The output goes to the member's training log. :func:`final_model_path` is
-the one place that says which file a job leaves as the member's model.
+The output goes to the member's training log. :func:`final_model_path`
+tells the parent which file a job leaves as the member's model, by the
+suffix rule the steps of :func:`run_job` write with.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from alflow.errors import ConfigError
@@ -61,7 +62,7 @@ class MaceJob:
     name: str
     strip: tuple[str, str] | None = None
     single_head: bool = False
-    radii_A: Mapping[str, float] | None = field(default=None)
+    radii_A: Mapping[str, float] | None = None
 
     def write(self, path: Path) -> Path:
         """Write the job as JSON to ``path``; return it."""
@@ -76,13 +77,18 @@ class MaceJob:
         return cls(**data, strip=tuple(strip) if strip else None)
 
 
+def _after(path: Path, step: str) -> Path:
+    """The file a finishing step writes from ``path``: ``m.model`` → ``m.<step>.model``."""
+    return path.with_suffix(f".{step}.model")
+
+
 def final_model_path(job: MaceJob) -> Path:
     """The member's model file once ``job`` has run (``.single``/``.repulsive`` as it asked)."""
     path = Path(job.workdir) / f"{job.name}.model"
     if job.single_head:
-        path = path.with_suffix(".single.model")
+        path = _after(path, "single")
     if job.radii_A is not None:
-        path = path.with_suffix(".repulsive.model")
+        path = _after(path, "repulsive")
     return path
 
 
@@ -111,9 +117,9 @@ def run_job(job: MaceJob) -> Path:
         return trained
     model = trained
     if job.single_head:
-        model = single_head_model(model, model.with_suffix(".single.model"))
+        model = single_head_model(model, _after(model, "single"))
     if job.radii_A is not None:
-        model = attach_repulsion(model, model.with_suffix(".repulsive.model"), job.radii_A)
+        model = attach_repulsion(model, _after(model, "repulsive"), job.radii_A)
     return model
 
 
